@@ -1,0 +1,33 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+.DEFAULT_GOAL := run
+PY := .venv/bin/python
+
+# Tests and CI run on the real PostgreSQL and Redis of this machine.
+TEST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/switchboard \
+	REDIS_URL=redis://127.0.0.1:6379/1 \
+	DEBUG=false SECRET_KEY=test-only-not-secret
+
+.PHONY: venv run test lint format bench
+
+venv:
+	@bash scripts/bootstrap.sh
+
+## Embedded run: SQLite, in-memory channel layer, eager Celery, demo model without a key.
+run: venv
+	@$(PY) manage.py migrate --noinput
+	@$(PY) manage.py load_demo
+	@$(PY) manage.py create_local_admin
+	@$(PY) manage.py runserver 127.0.0.1:8000
+
+## The whole test suite on PostgreSQL and Redis (started when installed but stopped).
+test: venv
+	@bash scripts/services.sh
+	@env $(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
+
+format: venv
+	@.venv/bin/ruff check --fix .
+	@.venv/bin/ruff format .

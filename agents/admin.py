@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db import models
+from django.db.models import QuerySet
+from django.forms import Textarea
+from django.http import HttpRequest
+
+from agents.models import Persona, PhoneNumber
+from agents.services import persona_duplicate
+
+
+class PhoneNumberInline(admin.TabularInline):
+    model = PhoneNumber
+    extra = 0
+    fields = ["number", "label"]
+
+
+@admin.register(Persona)
+class PersonaAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "is_active", "is_default", "language", "llm_model", "updated_at"]
+    list_filter = ["is_active", "is_default", "language", "llm_provider"]
+    search_fields = ["name", "slug", "system_prompt", "welcome_greeting"]
+    prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["created_at", "updated_at"]
+    actions = ["duplicate", "make_default"]
+    inlines = [PhoneNumberInline]
+    formfield_overrides = {
+        models.TextField: {"widget": Textarea(attrs={"rows": 4, "cols": 100})},
+    }
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "is_active", "is_default"]}),
+        (
+            "What it says",
+            {"fields": ["system_prompt", "welcome_greeting", "fallback_line"]},
+        ),
+        (
+            "Voice and speech",
+            {"fields": ["language", "voice", "tts_provider", "transcription_provider", "interruptible"]},
+        ),
+        ("Model", {"fields": ["llm_provider", "llm_model", "temperature", "max_tokens"]}),
+        ("After the call", {"fields": ["summary_prompt"]}),
+        ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):  # type: ignore[no-untyped-def]
+        # The system prompt is the persona: give it room.
+        if db_field.name == "system_prompt":
+            kwargs["widget"] = Textarea(attrs={"rows": 18, "cols": 100})
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    @admin.action(description="Duplicate selected personas")
+    def duplicate(self, request: HttpRequest, queryset: QuerySet[Persona]) -> None:
+        copies = [persona_duplicate(persona=persona) for persona in queryset]
+        self.message_user(request, f"Created {', '.join(c.name for c in copies)}.", messages.SUCCESS)
+
+    @admin.action(description="Make default (answers unrouted numbers)")
+    def make_default(self, request: HttpRequest, queryset: QuerySet[Persona]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one persona to make default.", messages.ERROR)
+            return
+        persona = queryset.get()
+        Persona.objects.make_default(persona)
+        self.message_user(request, f"{persona.name} now answers unrouted numbers.", messages.SUCCESS)
+
+
+@admin.register(PhoneNumber)
+class PhoneNumberAdmin(admin.ModelAdmin):
+    list_display = ["number", "label", "persona"]
+    list_editable = ["label", "persona"]
+    list_select_related = ["persona"]
+    list_filter = ["persona"]
+    search_fields = ["number", "label", "persona__name"]

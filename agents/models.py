@@ -1,0 +1,168 @@
+"""Personas (who answers, and how) and the phone numbers that route calls to them."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models, transaction
+from django.db.models import Q
+
+from voiceproject.models import TimestampedModel
+
+bcp47_validator = RegexValidator(
+    r"^(multi|[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*)$",
+    "Use a BCP-47 language tag such as en-US, es-MX or multi.",
+)
+e164_validator = RegexValidator(
+    r"^\+[1-9]\d{1,14}$", "Use the E.164 format: a plus sign and digits, e.g. +14155550100."
+)
+
+DEFAULT_FALLBACK_LINE = "Sorry, I'm having a little trouble right now. Could you say that again?"
+
+
+class PersonaQuerySet(models.QuerySet["Persona"]):
+    def active(self) -> PersonaQuerySet:
+        return self.filter(is_active=True)
+
+    def default(self) -> Persona:
+        return self.get(is_default=True)
+
+    def for_number(self, number: str) -> Persona:
+        """The persona answering calls to `number`: its routed persona, else the default."""
+        routed = (
+            PhoneNumber.objects.filter(number=number, persona__is_active=True)
+            .select_related("persona")
+            .first()
+        )
+        return routed.persona if routed else self.default()
+
+    async def afor_number(self, number: str) -> Persona:
+        routed = await (
+            PhoneNumber.objects.filter(number=number, persona__is_active=True)
+            .select_related("persona")
+            .afirst()
+        )
+        return routed.persona if routed else await self.aget(is_default=True)
+
+    @transaction.atomic
+    def make_default(self, persona: Persona) -> None:
+        self.filter(is_default=True).exclude(pk=persona.pk).update(is_default=False)
+        self.filter(pk=persona.pk).update(is_default=True, is_active=True)
+
+
+class Persona(TimestampedModel):
+    """An AI agent's identity: what it knows, how it sounds and which model speaks for it."""
+
+    class Interruptible(models.TextChoices):
+        ANY = "any", "Speech or keypad"
+        SPEECH = "speech", "Speech only"
+        DTMF = "dtmf", "Keypad only"
+        NONE = "none", "Never"
+
+    class TtsProvider(models.TextChoices):
+        ELEVENLABS = "ElevenLabs", "ElevenLabs"
+        GOOGLE = "Google", "Google"
+        AMAZON = "Amazon", "Amazon"
+
+    class TranscriptionProvider(models.TextChoices):
+        DEEPGRAM = "Deepgram", "Deepgram"
+        GOOGLE = "Google", "Google"
+
+    class LlmProvider(models.TextChoices):
+        ANTHROPIC = "anthropic", "Anthropic Claude"
+        DEMO = "demo", "Offline demo model"
+
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100, unique=True)
+    is_active = models.BooleanField(default=True, help_text="Inactive personas take no calls.")
+    is_default = models.BooleanField(
+        default=False,
+        help_text="Answers calls to numbers that are not routed to a persona. Exactly one persona is the default.",
+    )
+
+    system_prompt = models.TextField(
+        help_text="Written for the ear: short sentences, no lists or markdown, numbers in words."
+    )
+    welcome_greeting = models.TextField(
+        blank=True,
+        help_text="Spoken as soon as the call connects. Leave empty to let the caller speak first.",
+    )
+    fallback_line = models.TextField(
+        default=DEFAULT_FALLBACK_LINE, help_text="Spoken when the model fails mid-call."
+    )
+
+    language = models.CharField(max_length=35, default="en-US", validators=[bcp47_validator])
+    voice = models.CharField(
+        max_length=100, blank=True, help_text="Provider voice id; empty uses the provider's default."
+    )
+    tts_provider = models.CharField(
+        "text-to-speech provider", max_length=20, choices=TtsProvider, default=TtsProvider.ELEVENLABS
+    )
+    transcription_provider = models.CharField(
+        max_length=20, choices=TranscriptionProvider, default=TranscriptionProvider.DEEPGRAM
+    )
+    interruptible = models.CharField(
+        max_length=10,
+        choices=Interruptible,
+        default=Interruptible.ANY,
+        help_text="What lets the caller cut the agent off.",
+    )
+
+    llm_provider = models.CharField(
+        "model provider", max_length=20, choices=LlmProvider, default=LlmProvider.ANTHROPIC
+    )
+    llm_model = models.CharField("model", max_length=100, default="claude-haiku-4-5")
+    temperature = models.FloatField(default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    max_tokens = models.PositiveIntegerField(
+        default=300,
+        validators=[MinValueValidator(16), MaxValueValidator(8192)],
+        help_text="Longest reply in tokens. Phone replies should be short.",
+    )
+
+    summary_prompt = models.TextField(
+        blank=True, help_text="How to summarise a finished call. Empty uses the built-in prompt."
+    )
+
+    objects = PersonaQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=Q(is_default=True),
+                name="agents_persona_single_default",
+                violation_error_message="Another persona is already the default.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        others = Persona.objects.exclude(pk=self.pk)
+        if self.is_default and others.filter(is_default=True).exists():
+            raise ValidationError(
+                {"is_default": "Another persona is the default. Use the “Make default” action to switch."}
+            )
+        was_default = self.pk and Persona.objects.filter(pk=self.pk, is_default=True).exists()
+        if was_default and not self.is_default:
+            raise ValidationError(
+                {"is_default": "One persona must stay the default. Make another persona the default instead."}
+            )
+        if self.is_default and not self.is_active:
+            raise ValidationError({"is_active": "The default persona must stay active."})
+
+
+class PhoneNumber(TimestampedModel):
+    """A Twilio number and the persona that answers it (calls are routed by their `To`)."""
+
+    number = models.CharField(max_length=16, unique=True, validators=[e164_validator])
+    persona = models.ForeignKey(Persona, on_delete=models.PROTECT, related_name="phone_numbers")
+    label = models.CharField(max_length=100, blank=True, help_text="e.g. Main line, After hours")
+
+    class Meta:
+        ordering = ["number"]
+
+    def __str__(self) -> str:
+        return f"{self.number} ({self.label})" if self.label else self.number

@@ -1,0 +1,28 @@
+"""Operations on personas that admin actions and commands share."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils.text import slugify
+
+from agents.models import Persona
+
+
+@transaction.atomic
+def persona_duplicate(*, persona: Persona) -> Persona:
+    """An inactive, non-default copy with a free name and slug, ready to edit."""
+    copy = Persona.objects.get(pk=persona.pk)
+    copy.pk = None
+    copy.is_default = False
+    copy.is_active = False
+    n = 1
+    while True:
+        suffix = " (copy)" if n == 1 else f" (copy {n})"
+        slug = slugify(f"{persona.slug}-copy" if n == 1 else f"{persona.slug}-copy-{n}")[:100]
+        if not Persona.objects.filter(slug=slug).exists():
+            break
+        n += 1
+    copy.name = f"{persona.name}{suffix}"[:100]
+    copy.slug = slug
+    copy.save()
+    return copy

@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.urls import reverse
+
+from calls.demo import demo_call_create
+from calls.models import Call, Turn
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(client):
+    """A staff member who may view calls and edit personas, but is not a superuser."""
+    user = User.objects.create_user("staff", password="pw-for-tests", is_staff=True)
+    codenames = ["view_call", "view_persona", "change_persona", "view_phonenumber", "change_phonenumber"]
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def demo_call() -> Call:
+    return demo_call_create()[0]
+
+
+def test_the_call_page_shows_the_whole_transcript_in_order(staff_client, demo_call):
+    response = staff_client.get(reverse("admin:calls_call_change", args=[demo_call.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    positions = [html.index(f'data-sequence="{turn.sequence}"') for turn in demo_call.turns.in_order()]
+    assert positions == sorted(positions) and len(positions) == 9
+    # Texts appear in the order they were spoken.
+    texts = list(demo_call.turns.in_order().values_list("text", flat=True))
+    from django.utils.html import escape
+
+    offsets = [html.index(escape(text)) for text in texts]
+    assert offsets == sorted(offsets)
+
+
+def test_the_unheard_remainder_of_an_interrupted_turn_is_struck_through(staff_client, demo_call):
+    turn = demo_call.turns.get(interrupted=True)
+    html = staff_client.get(reverse("admin:calls_call_change", args=[demo_call.pk])).content.decode()
+    block = re.search(rf'data-sequence="{turn.sequence}">(.*?)</div>\s*</div>', html, re.S).group(1)
+    heard = re.search(r'<span class="heard">(.*?)</span>', block, re.S).group(1)
+    unheard = re.search(r'<del class="unheard"[^>]*>(.*?)</del>', block, re.S).group(1)
+    assert heard == turn.text.replace("'", "&#x27;")
+    assert unheard == turn.unheard_text.replace("'", "&#x27;")
+    assert "interrupted" in block
+    assert ".transcript .unheard" in html and "line-through" in html
+
+
+def test_the_call_page_is_read_only(staff_client, demo_call):
+    html = staff_client.get(reverse("admin:calls_call_change", args=[demo_call.pk])).content.decode()
+    assert 'name="status"' not in html and 'type="submit" value="Save"' not in html
+
+
+def test_the_call_list_shows_each_call_with_its_persona_and_turn_count(staff_client, demo_call):
+    response = staff_client.get(reverse("admin:calls_call_changelist"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert demo_call.from_number in html and demo_call.persona.name in html
+    assert '<td class="field-turn_count">9</td>' in html
+    assert '<td class="field-duration">1:14</td>' in html
+
+
+def test_the_call_list_costs_the_same_queries_for_one_call_or_thirty(
+    staff_client, demo_call, default_persona, django_assert_max_num_queries
+):
+    with django_assert_max_num_queries(12) as one:
+        staff_client.get(reverse("admin:calls_call_changelist"))
+    for n in range(30):
+        call = Call.objects.create(call_sid=f"CA{n:032d}", persona=default_persona, from_number="+1415555")
+        Turn.objects.create(call=call, sequence=0, role=Turn.Role.USER, text="hello")
+    with django_assert_max_num_queries(len(one.captured_queries)):
+        response = staff_client.get(reverse("admin:calls_call_changelist"))
+    assert response.content.decode().count('class="field-turn_count"') == 31
+
+
+def test_calls_are_found_by_words_said_in_them(staff_client, demo_call, default_persona):
+    other = Call.objects.create(call_sid="CA" + "9" * 32, persona=default_persona)
+    Turn.objects.create(call=other, sequence=0, role=Turn.Role.USER, text="My router is blinking red")
+    html = staff_client.get(reverse("admin:calls_call_changelist"), {"q": "Saturday"}).content.decode()
+    assert demo_call.call_sid in html or demo_call.from_number in html
+    assert "9" * 32 not in html
+    html = staff_client.get(reverse("admin:calls_call_changelist"), {"q": "router"}).content.decode()
+    assert "1 call" in html and demo_call.from_number not in html
+
+
+def test_calls_filter_by_persona_and_status(staff_client, demo_call, other_persona):
+    Call.objects.create(call_sid="CA" + "8" * 32, persona=other_persona, from_number="+15550001111")
+    url = reverse("admin:calls_call_changelist")
+    html = staff_client.get(url, {"persona__id__exact": other_persona.pk}).content.decode()
+    assert "+15550001111" in html and demo_call.from_number not in html
+    html = staff_client.get(url, {"status__exact": "completed"}).content.decode()
+    assert demo_call.from_number in html and "+15550001111" not in html
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/",
+        "/admin/calls/call/",
+        "/admin/agents/persona/",
+        "/admin/agents/phonenumber/",
+    ],
+)
+def test_anonymous_visitors_are_sent_to_the_login_page(client, url):
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_a_demo_call_page_for_an_anonymous_visitor_redirects(client, demo_call):
+    response = client.get(reverse("admin:calls_call_change", args=[demo_call.pk]))
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
