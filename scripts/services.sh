@@ -15,9 +15,20 @@ if command -v redis-cli >/dev/null 2>&1 && ! redis-cli -h 127.0.0.1 -p 6379 ping
   fi
 fi
 
+ready=""
 for _ in $(seq 1 50); do
-  pg_isready -q -h 127.0.0.1 -p 5432 && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && exit 0
+  if pg_isready -q -h 127.0.0.1 -p 5432 && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    ready=yes
+    break
+  fi
   sleep 0.2
 done
-echo "PostgreSQL (127.0.0.1:5432) or Redis (127.0.0.1:6379) is not reachable." >&2
-exit 1
+if [ -z "$ready" ]; then
+  echo "PostgreSQL (127.0.0.1:5432) or Redis (127.0.0.1:6379) is not reachable." >&2
+  exit 1
+fi
+
+# The tests' DATABASE_URL names this database; pytest-django creates test_switchboard beside it.
+if ! psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'switchboard'" | grep -q 1; then
+  createdb -h 127.0.0.1 -U postgres switchboard
+fi
