@@ -3,8 +3,9 @@
 PY := .venv/bin/python
 
 # Tests and CI run on the real PostgreSQL and Redis of this machine.
-TEST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/switchboard \
-	REDIS_URL=redis://127.0.0.1:6379/1 \
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/switchboard
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
+TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	DEBUG=false SECRET_KEY=test-only-not-secret
 
 .PHONY: venv run test lint format bench

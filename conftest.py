@@ -1,12 +1,19 @@
-"""Fixtures shared by every app's tests."""
+"""Fixtures shared by every app's tests: personas, the fake Anthropic server, signed requests."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
 
 import pytest
 from asgiref.sync import SyncToAsync
 from django.db import connections
+from django.test import Client
+from twilio.request_validator import RequestValidator
 
 from agents.models import Persona
+from fakes.anthropic_server import FakeAnthropic
+
+TWILIO_TEST_TOKEN = "test-twilio-auth-token"
 
 
 @pytest.fixture(autouse=True)
@@ -43,3 +50,39 @@ def other_persona(db) -> Persona:
         system_prompt="You help callers fix their internet.",
         welcome_greeting="Support here.",
     )
+
+
+@pytest.fixture
+def fake_anthropic(settings) -> Iterator[FakeAnthropic]:
+    """A fake Anthropic API on 127.0.0.1, with the app's real SDK client pointed at it."""
+    fake = FakeAnthropic().start()
+    settings.ANTHROPIC_API_KEY = "test-anthropic-key"
+    settings.ANTHROPIC_BASE_URL = fake.url
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def twilio_token(settings) -> str:
+    settings.TWILIO_AUTH_TOKEN = TWILIO_TEST_TOKEN
+    settings.PUBLIC_BASE_URL = "https://switchboard.example.com"
+    return TWILIO_TEST_TOKEN
+
+
+@pytest.fixture
+def twilio_post(client: Client, twilio_token, settings) -> Callable[..., object]:
+    """POST form params to one of our webhooks, signed as Twilio signs it (against the public URL)."""
+
+    def post(path: str, params: dict[str, str], *, signature: str | None = None):
+        url = f"{settings.PUBLIC_BASE_URL}{path}"
+        if signature is None:
+            signature = RequestValidator(twilio_token).compute_signature(url, params)
+        return client.post(path, params, headers={"X-Twilio-Signature": signature})
+
+    return post
+
+
+@pytest.fixture
+def sign_handshake(twilio_token) -> Callable[[str], str]:
+    """The X-Twilio-Signature Twilio sends on the websocket upgrade to `url`."""
+    return lambda url: RequestValidator(twilio_token).compute_signature(url, {})

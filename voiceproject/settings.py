@@ -40,6 +40,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[f"{_public.sche
 TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
 # Unset: replies come from the offline demo model.
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
+# Only for proxies and tests: the SDK's default endpoint otherwise.
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
 REDIS_URL = env.str("REDIS_URL", default="")
 
 # --- Applications ---------------------------------------------------------------------------
