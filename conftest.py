@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 from asgiref.sync import SyncToAsync
+from channels.testing import WebsocketCommunicator
 from django.db import connections
 from django.test import Client
 from twilio.request_validator import RequestValidator
@@ -86,3 +87,89 @@ def twilio_post(client: Client, twilio_token, settings) -> Callable[..., object]
 def sign_handshake(twilio_token) -> Callable[[str], str]:
     """The X-Twilio-Signature Twilio sends on the websocket upgrade to `url`."""
     return lambda url: RequestValidator(twilio_token).compute_signature(url, {})
+
+
+class RelayClient:
+    """Plays Twilio's side of a ConversationRelay socket against the real ASGI application."""
+
+    def __init__(self, communicator: WebsocketCommunicator, call_sid: str) -> None:
+        self.ws = communicator
+        self.call_sid = call_sid
+        self.closed = False
+
+    async def setup(self, **fields: object) -> None:
+        frame = {
+            "type": "setup",
+            "sessionId": "VX" + "0" * 32,
+            "accountSid": "AC" + "0" * 32,
+            "callSid": self.call_sid,
+            "from": "+14155550198",
+            "to": "+14155550100",
+            "direction": "inbound",
+            "callStatus": "RINGING",
+            "customParameters": {"call_ref": "test"},
+            **fields,
+        }
+        await self.ws.send_json_to(frame)
+
+    async def prompt(self, text: str) -> None:
+        await self.ws.send_json_to({"type": "prompt", "voicePrompt": text, "lang": "en-US", "last": True})
+
+    async def interrupt(self, utterance: str, duration_ms: int | None = 800) -> None:
+        await self.ws.send_json_to(
+            {
+                "type": "interrupt",
+                "utteranceUntilInterrupt": utterance,
+                "durationUntilInterruptMs": duration_ms,
+            }
+        )
+
+    async def tokens(self, count: int, timeout: float = 5) -> list[str]:
+        """The next `count` text tokens (none of them may close the talk cycle)."""
+        tokens = []
+        for _ in range(count):
+            frame = await self.ws.receive_json_from(timeout)
+            assert frame["type"] == "text" and frame["last"] is False, frame
+            tokens.append(frame["token"])
+        return tokens
+
+    async def reply(self, timeout: float = 5) -> list[dict]:
+        """Every frame up to and including the one that closes the talk cycle."""
+        frames = []
+        while not frames or not frames[-1].get("last"):
+            frames.append(await self.ws.receive_json_from(timeout))
+        return frames
+
+    async def hang_up(self) -> None:
+        self.closed = True
+        await self.ws.disconnect()
+
+
+@pytest.fixture
+async def relay(sign_handshake) -> AsyncIterator[Callable[..., Awaitable[RelayClient | None]]]:
+    """Open signed relay sockets on the real ASGI app; any still open are hung up afterwards."""
+    from voiceproject.asgi import application
+
+    opened: list[RelayClient] = []
+
+    async def open_relay(
+        call_sid: str = "CA" + "a" * 32, *, signature: str | None = None, setup: bool = True
+    ) -> RelayClient | None:
+        headers = []
+        if signature != "":
+            signature = signature or sign_handshake("wss://switchboard.example.com/ws/relay/")
+            headers.append((b"x-twilio-signature", signature.encode()))
+        communicator = WebsocketCommunicator(application, "/ws/relay/", headers=headers)
+        connected, _ = await communicator.connect()
+        if not connected:
+            return None
+        client = RelayClient(communicator, call_sid)
+        opened.append(client)
+        if setup:
+            await client.setup()
+        return client
+
+    yield open_relay
+    for client in opened:
+        if not client.closed:
+            await client.hang_up()

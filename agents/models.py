@@ -112,7 +112,11 @@ class Persona(TimestampedModel):
         "model provider", max_length=20, choices=LlmProvider, default=LlmProvider.ANTHROPIC
     )
     llm_model = models.CharField("model", max_length=100, default="claude-haiku-4-5")
-    temperature = models.FloatField(default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    temperature = models.FloatField(
+        default=0.7,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="For models that take a sampling temperature. Claude's current API does not, so it is not sent there.",
+    )
     max_tokens = models.PositiveIntegerField(
         default=300,
         validators=[MinValueValidator(16), MaxValueValidator(8192)],

@@ -1,7 +1,11 @@
-"""Websocket routes (the ConversationRelay socket)."""
+"""Websocket routes: the ConversationRelay socket."""
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import path
 
-websocket_urlpatterns: list[URLPattern] = []
+from calls.consumers import RelayConsumer
+
+websocket_urlpatterns = [
+    path("ws/relay/", RelayConsumer.as_asgi()),
+]

@@ -1,0 +1,63 @@
+"""The contract between the conversation engine and a model provider.
+
+The engine hands the provider a ReplyStream bound to one user turn. The provider loops over its
+SDK's stream, calls `write(token)` for every text delta, stops as soon as `aborted` turns true
+(interrupt, newer prompt, hang-up), and always calls `end()`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypedDict
+
+from agents.models import Persona
+
+
+class ChatMessage(TypedDict):
+    role: str  # "user" | "assistant"
+    content: str
+
+
+class ProviderError(Exception):
+    """The model could not produce (the rest of) a reply."""
+
+
+class ReplyStream:
+    """One reply in flight. `write` forwards each token to the caller at once and keeps a copy,
+    so after an interrupt the engine knows exactly what was sent."""
+
+    __slots__ = ("_sink", "aborted", "ended", "first_token_at", "parts", "started_at")
+
+    def __init__(self, sink: Callable[[str], Awaitable[None]]) -> None:
+        self._sink = sink
+        self.aborted = False
+        self.ended = False
+        self.parts: list[str] = []
+        self.started_at = time.monotonic()
+        self.first_token_at: float | None = None
+
+    async def write(self, token: str) -> None:
+        if self.aborted or not token:
+            return
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+        # Recorded before sending: a token cut off mid-send counts as sent, never as unsaid.
+        self.parts.append(token)
+        await self._sink(token)
+
+    def end(self) -> None:
+        self.ended = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class LLMProvider(Protocol):
+    async def stream_reply(
+        self, *, persona: Persona, messages: list[ChatMessage], reply: ReplyStream
+    ) -> None: ...

@@ -1,0 +1,74 @@
+"""The ConversationRelay websocket: translates Twilio's frames into calls on the conversation
+engine and the engine's output into frames. Nothing else lives here."""
+
+from __future__ import annotations
+
+import logging
+
+from channels.consumer import get_handler_name
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from calls.conversation import CallStart, Conversation
+from calls.relay import Dtmf, FrameError, Info, Interrupt, Prompt, RelayError, Setup, parse_frame, text_frame
+from calls.signatures import handshake_signature_is_valid
+
+logger = logging.getLogger(__name__)
+
+
+class RelayConsumer(AsyncWebsocketConsumer):
+    # The relay socket talks to Twilio only: no groups, so no channel-layer round trips per call.
+    channel_layer_alias = "__none__"
+
+    async def dispatch(self, message: dict) -> None:
+        # Channels closes stale database connections before every frame: a hop to the single
+        # database thread that would queue each prompt behind other calls' writes. Frames here
+        # never touch the ORM directly (the engine's CallRecorder writes off the token path and
+        # reconnects on its own), so they go straight to their handler.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def connect(self) -> None:
+        if not handshake_signature_is_valid(self.scope):
+            await self.close(code=4403)  # before accept(): the handshake is refused
+            return
+        self.conversation = Conversation(self)
+        await self.accept()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            frame = parse_frame(text_data if text_data is not None else bytes_data)
+        except FrameError as exc:
+            # Logged and dropped; answering with an error frame would itself be a protocol error.
+            logger.warning("relay frame ignored: %s", exc)
+            return
+        await self.dispatch_frame(frame)
+
+    async def dispatch_frame(self, frame: object) -> None:
+        conversation = self.conversation
+        match frame:
+            case Prompt(text=text, last=True):
+                await conversation.prompt(text)
+            case Prompt():
+                pass  # partial transcripts: the final one follows
+            case Interrupt(utterance=utterance, duration_ms=duration_ms):
+                await conversation.interrupt(utterance, duration_ms)
+            case Dtmf(digit=digit):
+                await conversation.dtmf(digit)
+            case Setup():
+                await conversation.setup(
+                    CallStart(**{f: getattr(frame, f) for f in CallStart.__dataclass_fields__})
+                )
+            case RelayError(description=description):
+                await conversation.relay_error(description)
+            case Info():
+                logger.debug("relay info %s", frame)
+
+    async def disconnect(self, code: int) -> None:
+        conversation = getattr(self, "conversation", None)
+        if conversation is not None:
+            await conversation.close()
+
+    async def send_token(self, token: str, last: bool) -> None:
+        await self.send(text_data=text_frame(token, last))

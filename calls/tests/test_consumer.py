@@ -1,0 +1,341 @@
+"""The ConversationRelay socket end to end: the real ASGI app, real Postgres, and the real
+anthropic SDK talking to a fake Anthropic server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from agents.llm.history import CALL_CONNECTED
+from calls.models import Call, Turn
+from fakes.anthropic_server import FakeReply
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+CALL_SID = "CA" + "a" * 32
+GREETING = "Hello, how can I help?"
+REPLY = [
+    "Sure",
+    ",",
+    " we",
+    " open",
+    " at",
+    " nine",
+    " on",
+    " Saturdays",
+    " and",
+    " close",
+    " at",
+    " noon",
+    ".",
+]
+
+
+@pytest.fixture
+def live_call(default_persona, fake_anthropic) -> Call:
+    """A call the voice webhook answered: the greeting is turn 0."""
+    default_persona.welcome_greeting = GREETING
+    default_persona.save()
+    call = Call.objects.create(call_sid=CALL_SID, persona=default_persona, from_number="+14155550198")
+    Turn.objects.create(
+        call=call, sequence=0, role=Turn.Role.ASSISTANT, text=GREETING, generated_text=GREETING
+    )
+    return call
+
+
+def text_of(frames: list[dict]) -> str:
+    return "".join(frame["token"] for frame in frames)
+
+
+def roles(request: dict) -> list[str]:
+    return [message["role"] for message in request["messages"]]
+
+
+def assert_alternates(request: dict) -> None:
+    sequence = roles(request)
+    assert sequence[0] == "user" and sequence[-1] == "user", sequence
+    assert all(a != b for a, b in itertools.pairwise(sequence)), sequence
+    assert all(message["content"].strip() for message in request["messages"])
+
+
+async def turns_of(call: Call) -> list[Turn]:
+    return [turn async for turn in Turn.objects.filter(call=call).in_order()]
+
+
+async def test_a_reply_streams_token_by_token_and_closes_the_talk_cycle_once(
+    relay, live_call, fake_anthropic
+):
+    fake_anthropic.reply_with(REPLY)
+    caller = await relay()
+    await caller.prompt("When are you open on Saturday?")
+    frames = await caller.reply()
+
+    assert [f["last"] for f in frames] == [False] * len(REPLY) + [True]
+    assert all(f["type"] == "text" for f in frames) and frames[-1]["token"] == ""
+    assert text_of(frames) == "".join(REPLY)
+    assert await caller.ws.receive_nothing(0.1)
+    await caller.hang_up()
+
+    request = fake_anthropic.requests[0]
+    assert request["stream"] is True and request["system"] == live_call.persona.system_prompt
+    assert request["messages"] == [
+        {"role": "user", "content": CALL_CONNECTED},
+        {"role": "assistant", "content": GREETING},
+        {"role": "user", "content": "When are you open on Saturday?"},
+    ]
+    _greeting, user, assistant = await turns_of(live_call)
+    assert (user.role, user.text) == ("user", "When are you open on Saturday?")
+    assert (assistant.role, assistant.text, assistant.generated_text) == (
+        "assistant",
+        "".join(REPLY),
+        "".join(REPLY),
+    )
+    assert not assistant.interrupted
+    assert assistant.first_token_ms is not None and assistant.completed_ms >= assistant.first_token_ms
+
+
+async def test_an_interrupt_stops_the_reply_closes_the_stream_and_keeps_what_was_heard(
+    relay, live_call, fake_anthropic
+):
+    fake_anthropic.queue(FakeReply(tokens=REPLY, hold_after=8), FakeReply(tokens=["Noon", " it", " is", "."]))
+    caller = await relay()
+    await caller.prompt("When are you open on Saturday?")
+    sent = await caller.tokens(8)  # "Sure, we open at nine on Saturdays"
+    assert "".join(sent) == "Sure, we open at nine on Saturdays"
+
+    await caller.interrupt("Sure, we open at 9 on", duration_ms=1500)
+    stream = await fake_anthropic.streams[0].wait_ended()
+    assert stream.closed_early and not stream.completed and stream.tokens_sent == 8
+    assert await caller.ws.receive_nothing(0.2)  # not one more token of the old reply
+
+    await caller.prompt("And Sunday?")
+    frames = await caller.reply()
+    assert text_of(frames) == "Noon it is."
+    await caller.hang_up()
+
+    second = fake_anthropic.requests[1]
+    assert second["messages"][-2:] == [
+        {"role": "assistant", "content": "Sure, we open at nine on"},
+        {"role": "user", "content": "And Sunday?"},
+    ]
+    assert_alternates(second)
+    interrupted = (await turns_of(live_call))[2]
+    assert interrupted.interrupted and interrupted.text == "Sure, we open at nine on"
+    assert interrupted.generated_text == "Sure, we open at nine on Saturdays"
+    assert interrupted.heard_confidence == pytest.approx(1.0)
+
+
+async def test_an_interrupt_after_the_reply_finished_truncates_the_stored_turn(
+    relay, live_call, fake_anthropic
+):
+    fake_anthropic.reply_with(REPLY, ["Okay", "."])
+    caller = await relay()
+    await caller.prompt("When are you open on Saturday?")
+    await caller.reply()
+    await caller.interrupt("Sure, we open at nine on Satur", duration_ms=2000)
+    await caller.prompt("Thanks")
+    await caller.reply()
+    await caller.hang_up()
+
+    assert fake_anthropic.requests[1]["messages"][-2]["content"] == "Sure, we open at nine on Satur"
+    turn = (await turns_of(live_call))[2]
+    assert turn.interrupted and turn.text == "Sure, we open at nine on Satur"
+    assert turn.generated_text == "".join(REPLY)
+
+
+async def test_an_interrupt_during_the_greeting_truncates_the_greeting(relay, live_call, fake_anthropic):
+    fake_anthropic.reply_with(["Yes", "?"])
+    caller = await relay()
+    await caller.interrupt("Hello, how", duration_ms=700)
+    await caller.prompt("Hi, quick question")
+    await caller.reply()
+    await caller.hang_up()
+    assert fake_anthropic.requests[0]["messages"][1] == {"role": "assistant", "content": "Hello, how"}
+    greeting = (await turns_of(live_call))[0]
+    assert greeting.interrupted and greeting.text == "Hello, how" and greeting.generated_text == GREETING
+
+
+async def test_a_prompt_while_generating_cancels_the_reply_and_history_still_alternates(
+    relay, live_call, fake_anthropic
+):
+    fake_anthropic.queue(
+        FakeReply(tokens=REPLY, hold_after=3), FakeReply(tokens=["On", " Sunday", " we", " rest", "."])
+    )
+    caller = await relay()
+    await caller.prompt("When are you open on Saturday?")
+    assert "".join(await caller.tokens(3)) == "Sure, we"
+    await caller.prompt("Actually, what about Sunday?")
+    frames = await caller.reply()
+    assert text_of(frames) == "On Sunday we rest."
+    assert (await fake_anthropic.streams[0].wait_ended()).closed_early
+    await caller.hang_up()
+
+    second = fake_anthropic.requests[1]
+    assert_alternates(second)
+    assert second["messages"][-2:] == [
+        {"role": "assistant", "content": "Sure, we"},
+        {"role": "user", "content": "Actually, what about Sunday?"},
+    ]
+    cut = (await turns_of(live_call))[2]
+    assert cut.interrupted and cut.text == cut.generated_text == "Sure, we"
+
+
+async def test_two_prompts_before_any_token_are_sent_as_one_user_turn(relay, live_call, fake_anthropic):
+    fake_anthropic.queue(FakeReply(tokens=REPLY, ttft=30), FakeReply(tokens=["Got", " it", "."]))
+    caller = await relay()
+    await caller.prompt("I need to book")
+    await fake_anthropic.wait_for_requests(1)
+    await caller.prompt("a cleaning for Friday")
+    assert text_of(await caller.reply()) == "Got it."
+    await caller.hang_up()
+
+    second = fake_anthropic.requests[1]
+    assert_alternates(second)
+    assert second["messages"][-1] == {"role": "user", "content": "I need to book\na cleaning for Friday"}
+    stored = [(t.role, t.text) for t in await turns_of(live_call)]
+    assert stored[1:] == [
+        ("user", "I need to book"),
+        ("user", "a cleaning for Friday"),
+        ("assistant", "Got it."),
+    ]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "this is not json",
+        "[1, 2, 3]",
+        '"just a string"',
+        '{"voicePrompt": "no type"}',
+        '{"type": 42}',
+        '{"type": "teleport", "where": "mars"}',
+        '{"type": "prompt", "last": true}',
+        '{"type": "prompt", "voicePrompt": ' + '"' + "x" * 70_000 + '", "last": true}',
+        '{"type": "setup"}',
+        '{"type": "setup", "callSid": "CA1", "customParameters": [1]}',
+    ],
+)
+async def test_malformed_frames_are_ignored_and_the_call_goes_on(
+    relay, live_call, fake_anthropic, frame, caplog
+):
+    fake_anthropic.reply_with(["Still", " here", "."])
+    caller = await relay()
+    await caller.ws.send_to(text_data=frame)
+    await caller.ws.send_to(bytes_data=b"\x00\x01binary")
+    assert await caller.ws.receive_nothing(0.1)  # never a non-protocol frame back
+    await caller.prompt("Hello?")
+    assert text_of(await caller.reply()) == "Still here."
+    assert "relay frame ignored" in caplog.text
+
+
+async def test_a_provider_error_mid_stream_speaks_the_fallback_and_the_call_goes_on(
+    relay, live_call, fake_anthropic
+):
+    fallback = live_call.persona.fallback_line
+    fake_anthropic.queue(FakeReply(tokens=REPLY, error_event_after=3), FakeReply(tokens=["Back", "."]))
+    caller = await relay()
+    await caller.prompt("When are you open?")
+    frames = await caller.reply()
+    assert text_of(frames) == f"Sure, we {fallback}"
+    await caller.prompt("Hello?")
+    assert text_of(await caller.reply()) == "Back."
+    await caller.hang_up()
+
+    failed = (await turns_of(live_call))[2]
+    assert failed.text == failed.generated_text == f"Sure, we {fallback}"
+    await live_call.arefresh_from_db()
+    [error] = live_call.metadata["errors"]
+    assert error["source"] == "model" and error["turn"] == 2 and "overloaded" in error["error"]
+    assert_alternates(fake_anthropic.requests[1])
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [FakeReply(status=400, error_type="invalid_request_error"), FakeReply(tokens=REPLY, cut_after=4)],
+    ids=["http-error", "connection-cut"],
+)
+async def test_provider_failures_of_every_kind_end_in_the_fallback_line(
+    relay, live_call, fake_anthropic, failure
+):
+    fake_anthropic.queue(failure)
+    caller = await relay()
+    await caller.prompt("Hello?")
+    frames = await caller.reply()
+    assert text_of(frames).endswith(live_call.persona.fallback_line)
+    assert frames[-1] == {"type": "text", "token": "", "last": True}
+
+
+async def test_hanging_up_mid_reply_stores_every_turn_ends_the_call_and_leaves_no_task(
+    relay, live_call, fake_anthropic
+):
+    fake_anthropic.queue(FakeReply(tokens=REPLY, hold_after=5))
+    caller = await relay()
+    await caller.prompt("When are you open on Saturday?")
+    await caller.tokens(5)
+    await caller.hang_up()
+
+    assert (await fake_anthropic.streams[0].wait_ended()).closed_early
+    stored = [(t.role, t.text, t.interrupted) for t in await turns_of(live_call)]
+    assert stored == [
+        ("assistant", GREETING, False),
+        ("user", "When are you open on Saturday?", False),
+        ("assistant", "Sure, we open at", True),
+    ]
+    await live_call.arefresh_from_db()
+    assert live_call.status == Call.Status.COMPLETED and live_call.ended_at is not None
+    leftovers = [
+        t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith(("reply:", "recorder:"))
+    ]
+    assert leftovers == []
+
+
+async def test_dtmf_is_stored_as_caller_input_and_answered(relay, live_call, fake_anthropic):
+    fake_anthropic.reply_with(["You", " pressed", " five", "."])
+    caller = await relay()
+    await caller.ws.send_json_to({"type": "dtmf", "digit": "5"})
+    assert text_of(await caller.reply()) == "You pressed five."
+    await caller.hang_up()
+    assert fake_anthropic.requests[0]["messages"][-1] == {"role": "user", "content": "The caller pressed 5."}
+
+
+async def test_setup_binds_the_session_and_an_error_frame_is_kept(relay, live_call):
+    caller = await relay()
+    await caller.ws.send_json_to({"type": "error", "description": "Invalid message received"})
+    await caller.hang_up()
+    await live_call.arefresh_from_db()
+    assert live_call.session_id == "VX" + "0" * 32
+    assert live_call.metadata["customParameters"] == {"call_ref": "test"}
+    assert live_call.started_at is not None
+    assert live_call.metadata["errors"][0]["description"] == "Invalid message received"
+
+
+async def test_setup_for_a_call_the_webhook_never_saw_creates_it(relay, default_persona, fake_anthropic):
+    fake_anthropic.reply_with(["Hi", "."])
+    caller = await relay("CA" + "b" * 32)
+    await caller.prompt("Hello")
+    assert text_of(await caller.reply()) == "Hi."
+    await caller.hang_up()
+    call = await Call.objects.aget(call_sid="CA" + "b" * 32)
+    assert call.persona_id == default_persona.pk and call.to_number == "+14155550100"
+    assert [t.role async for t in Turn.objects.filter(call=call).in_order()] == ["user", "assistant"]
+
+
+@pytest.mark.parametrize("signature", ["", "bm90LXRoZS1zaWduYXR1cmU="], ids=["missing", "wrong"])
+async def test_a_handshake_without_a_valid_signature_is_refused(relay, live_call, signature):
+    assert await relay(signature=signature) is None
+
+
+async def test_the_handshake_signed_for_the_trailing_slash_variant_is_accepted(
+    relay, live_call, sign_handshake
+):
+    assert await relay(signature=sign_handshake("wss://switchboard.example.com/ws/relay")) is not None
+
+
+async def test_without_an_api_key_the_demo_model_answers(relay, live_call, settings):
+    settings.ANTHROPIC_API_KEY = ""
+    caller = await relay()
+    await caller.prompt("Is anyone there?")
+    reply = text_of(await caller.reply())
+    assert "demo model" in reply and "Is anyone there?" in reply
