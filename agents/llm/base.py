@@ -8,8 +8,9 @@ SDK's stream, calls `write(token)` for every text delta, stops as soon as `abort
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import Protocol, TypedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypedDict
 
 from agents.models import Persona
 
@@ -17,6 +18,24 @@ from agents.models import Persona
 class ChatMessage(TypedDict):
     role: str  # "user" | "assistant"
     content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function the model may call, described by a JSON schema for its arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the model asked for in its reply, with parsed arguments."""
+
+    name: str
+    arguments: dict[str, Any]
+    id: str = ""
 
 
 class ProviderError(Exception):
@@ -59,5 +78,12 @@ class ReplyStream:
 
 class LLMProvider(Protocol):
     async def stream_reply(
-        self, *, persona: Persona, messages: list[ChatMessage], reply: ReplyStream
-    ) -> None: ...
+        self,
+        *,
+        persona: Persona,
+        messages: list[ChatMessage],
+        reply: ReplyStream,
+        tools: Sequence[ToolSpec] = (),
+    ) -> list[ToolCall]:
+        """Stream the reply's text into `reply`; return the tool calls the model asked for."""
+        ...
