@@ -102,6 +102,9 @@ class Conversation:
         """The caller finished an utterance: answer it."""
         if not self._ready("prompt"):
             return
+        if not text.strip():
+            logger.info("call %s: empty prompt ignored", self.call.call_sid)
+            return
         prompted_at = time.monotonic()
         await self._abort_generation(heard=None)
         self._append_turn(Turn.Role.USER, text)
