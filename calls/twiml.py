@@ -31,3 +31,15 @@ def connect_relay_twiml(*, call: Call, persona: Persona, greet: bool = True) -> 
     relay.parameter(name="call_id", value=str(call.pk))
     relay.parameter(name="persona_id", value=str(persona.pk))
     return str(response)
+
+
+UNAVAILABLE_APOLOGY = "Sorry, nobody can take your call right now. Please try again later. Goodbye."
+
+
+def unavailable_twiml() -> str:
+    """An apology and a hang-up, for a call no persona can answer: better than a 500, which
+    callers hear as Twilio's generic "an application error has occurred"."""
+    response = VoiceResponse()
+    response.say(UNAVAILABLE_APOLOGY)
+    response.hangup()
+    return str(response)

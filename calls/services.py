@@ -1,0 +1,73 @@
+"""Operations on calls that the Twilio webhooks share: the voice webhook starts a call here."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from agents.models import Persona
+from calls.models import Call, Turn
+
+
+class NoPersonaAvailable(Exception):
+    """Neither a routed persona nor an active default persona can take the call."""
+
+
+def persona_for_number(to_number: str) -> Persona:
+    """The active persona answering `to_number`; raises NoPersonaAvailable when there is none."""
+    try:
+        persona = Persona.objects.for_number(to_number)
+    except Persona.DoesNotExist as exc:
+        raise NoPersonaAvailable(f"no persona routed to {to_number!r} and no default persona") from exc
+    # for_number only skips inactive routed personas; the default could have been switched off
+    # with a bulk update that bypassed Persona.clean().
+    if not persona.is_active:
+        raise NoPersonaAvailable(f"the default persona {persona.slug!r} is inactive")
+    return persona
+
+
+def _direction(value: str) -> str:
+    # Twilio also sends trunking-* values for SIP trunks; those calls reach us as incoming ones.
+    return value if value in Call.Direction.values else Call.Direction.INBOUND
+
+
+def _fit(value: str, field: str) -> str:
+    # `From` can be a long SIP URI or client identity; a truncated number beats a 500 mid-ring.
+    return value[: Call._meta.get_field(field).max_length]
+
+
+@transaction.atomic
+def call_start(*, call_sid: str, from_number: str, to_number: str, direction: str) -> Call:
+    """Create (or, when Twilio retries the webhook, update) the call, routed by `to_number`.
+
+    The call stays `ringing` until the relay socket's setup marks it in progress. A retry keeps
+    the persona chosen first, since the greeting already stored belongs to it. The persona's
+    welcome greeting is stored once, as turn 0, so the model knows what the caller heard first.
+    Raises NoPersonaAvailable when no active persona can answer.
+    """
+    fields = {
+        "from_number": _fit(from_number, "from_number"),
+        "to_number": _fit(to_number, "to_number"),
+        "direction": _direction(direction),
+    }
+    # FOR UPDATE serialises retries that overlap; two concurrent first deliveries are settled by
+    # the unique call_sid (the loser's insert waits for the winner's, then finds its row). The
+    # persona is a callable so it is routed only when the call is new.
+    call, created = Call.objects.select_for_update().get_or_create(
+        call_sid=call_sid,
+        defaults={**fields, "persona": lambda: persona_for_number(to_number), "started_at": timezone.now},
+    )
+    if not created:
+        for name, value in fields.items():
+            setattr(call, name, value)
+        call.started_at = call.started_at or timezone.now()
+        call.save(update_fields=[*fields, "started_at", "updated_at"])
+
+    greeting = call.persona.welcome_greeting
+    if greeting:
+        Turn.objects.get_or_create(
+            call=call,
+            sequence=0,
+            defaults={"role": Turn.Role.ASSISTANT, "text": greeting, "generated_text": greeting},
+        )
+    return call

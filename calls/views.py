@@ -1,0 +1,42 @@
+"""Twilio webhooks. Thin: check the signature, hand the form to a service, answer TwiML."""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from calls.services import NoPersonaAvailable, call_start
+from calls.signatures import webhook_signature_is_valid
+from calls.twiml import connect_relay_twiml, unavailable_twiml
+
+logger = logging.getLogger(__name__)
+
+
+def twiml_response(twiml: str) -> HttpResponse:
+    return HttpResponse(twiml, content_type="text/xml")
+
+
+@csrf_exempt
+@require_POST
+def voice(request: HttpRequest) -> HttpResponse:
+    """Twilio's "a call comes in" webhook: record the call and connect it to ConversationRelay."""
+    if not webhook_signature_is_valid(request):
+        return HttpResponseForbidden()
+    call_sid = request.POST.get("CallSid", "")
+    if not call_sid:
+        return HttpResponseBadRequest("CallSid is required.")
+    to_number = request.POST.get("To", "")
+    try:
+        call = call_start(
+            call_sid=call_sid,
+            from_number=request.POST.get("From", ""),
+            to_number=to_number,
+            direction=request.POST.get("Direction", ""),
+        )
+    except NoPersonaAvailable as exc:
+        logger.error("call %s to %s refused: %s", call_sid, to_number, exc)
+        return twiml_response(unavailable_twiml())
+    return twiml_response(connect_relay_twiml(call=call, persona=call.persona))
