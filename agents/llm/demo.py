@@ -7,6 +7,7 @@ import asyncio
 import re
 
 from agents.llm.base import ChatMessage, ReplyStream
+from agents.llm.history import CALL_CONNECTED
 from agents.models import Persona
 
 FIRST_TOKEN_DELAY = 0.35  # seconds, like a fast hosted model
@@ -15,7 +16,7 @@ WORD_INTERVAL = 0.06
 
 def demo_reply(persona: Persona, messages: list[ChatMessage]) -> str:
     heard = messages[-1]["content"] if messages else ""
-    turn = sum(1 for m in messages if m["role"] == "user")
+    turn = sum(1 for m in messages if m["role"] == "user" and m["content"] != CALL_CONNECTED)
     if turn <= 1:
         return (
             f"This is the Switchboard demo model speaking as {persona.name}, so I am not really thinking. "
