@@ -181,7 +181,6 @@ def summary_request_body(call: Call, lines: list[Line], *, model: str) -> dict:
     return {
         "model": model,
         "max_tokens": 1024,
-        "temperature": 0.0,
         "system": call.persona.summary_prompt.strip() or DEFAULT_SUMMARY_PROMPT,
         "messages": [
             {
