@@ -235,11 +235,10 @@ def demo_summary(lines: list[Line]) -> CallSummary:
     """A labelled stand-in built from the transcript, for runs without a model."""
     said = [line.text for line in lines if line.role == Turn.Role.USER]
     first = said[0] if len(said[0]) <= 120 else f"{said[0][:117]}..."
+    times = "once" if len(said) == 1 else f"{len(said)} times"
+    turns = "1 turn" if len(lines) == 1 else f"{len(lines)} turns"
     return CallSummary(
-        summary=(
-            f"{DEMO_PREFIX} the caller spoke {len(said)} time{'s' if len(said) != 1 else ''} "
-            f"in a call of {len(lines)} turns, starting with “{first}”"
-        ),
+        summary=f"{DEMO_PREFIX} the caller spoke {times} in a call of {turns}, starting with “{first}”",
         caller_intent=first,
         outcome="follow_up_needed",
         action_items=["Read the transcript: no summary model is configured (set ANTHROPIC_API_KEY)."],
