@@ -16,7 +16,7 @@ SUMMARY_MAX_RETRIES = 5
     soft_time_limit=60,
     time_limit=90,
 )
-def summarize_call(self, call_id: int) -> str:  # type: ignore[no-untyped-def]
+def summarize_call(self, call_id: int) -> str:
     """Summarise an ended call; retries with exponential backoff while the model is unavailable."""
     try:
         return summaries.call_summarize(call_id)

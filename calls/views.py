@@ -11,12 +11,11 @@ from calls.call_status import StatusEvent, call_status_record
 from calls.relay_actions import SessionEnd, relay_action_twiml
 from calls.signatures import webhook_signature_is_valid
 
-
-def twiml_response(twiml: str) -> HttpResponse:
-    return HttpResponse(twiml, content_type="text/xml")
-
-
 # --- After the call: status and <Connect action> callbacks -------------------------------------
+
+
+def _twiml(twiml: str) -> HttpResponse:
+    return HttpResponse(twiml, content_type="text/xml")
 
 
 @csrf_exempt
@@ -27,7 +26,7 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
     if not webhook_signature_is_valid(request):
         return HttpResponseForbidden()
     call_status_record(StatusEvent.from_params(request.POST))
-    return twiml_response(str(VoiceResponse()))
+    return _twiml(str(VoiceResponse()))
 
 
 @csrf_exempt
@@ -37,4 +36,4 @@ def twilio_relay_action(request: HttpRequest) -> HttpResponse:
     TwiML that continues the call (reconnect, goodbye or hang up)."""
     if not webhook_signature_is_valid(request):
         return HttpResponseForbidden()
-    return twiml_response(relay_action_twiml(SessionEnd.from_params(request.POST)))
+    return _twiml(relay_action_twiml(SessionEnd.from_params(request.POST)))
