@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 from asgiref.sync import SyncToAsync
 from channels.testing import WebsocketCommunicator
+from django.conf import settings as django_settings
 from django.db import connections
 from django.test import Client
 from twilio.request_validator import RequestValidator
 
 from agents.models import Persona
 from fakes.anthropic_server import FakeAnthropic
+from voiceproject.celery import app as celery_app
 
 TWILIO_TEST_TOKEN = "test-twilio-auth-token"
 
@@ -28,6 +31,23 @@ def _close_async_orm_connections():
     close it after each test so the test database can be dropped at the end."""
     yield
     SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def celery_test_queue() -> Iterator[str]:
+    """Tasks the tests enqueue (Celery is not eager when REDIS_URL is set) go to a queue of this
+    run's own, deleted at the end: nothing piles up in Redis, and the worker fixture consumes
+    exactly this run's tasks."""
+    queue = f"switchboard-test-{uuid.uuid4().hex[:10]}"
+    previous = celery_app.conf.task_default_queue
+    celery_app.conf.task_default_queue = queue
+    yield queue
+    celery_app.conf.task_default_queue = previous
+    if django_settings.REDIS_URL:
+        with celery_app.connection_for_write() as connection:
+            bound = celery_app.amqp.queues[queue].bind(connection.default_channel)
+            bound.declare()  # teaches this channel the queue's bindings, so delete() removes them too
+            bound.delete()
 
 
 @pytest.fixture

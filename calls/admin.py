@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.loader import render_to_string
@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from calls.models import Call
+from calls.summary_requests import summary_rerun
 
 
 @admin.register(Call)
@@ -23,9 +24,10 @@ class CallAdmin(admin.ModelAdmin):
         "duration",
         "turn_count",
         "summary_status",
+        "summary_outcome",
     ]
     list_display_links = ["created_at", "from_number"]
-    list_filter = ["persona", "status", "created_at", "summary_status", "direction"]
+    list_filter = ["persona", "status", "created_at", "summary_status", "summary_outcome", "direction"]
     date_hierarchy = "created_at"
     search_fields = ["call_sid", "from_number", "to_number", "turns__text"]
     search_help_text = "Search by call SID, phone number or words said in the call."
@@ -34,14 +36,15 @@ class CallAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["call_sid", "persona", "from_number", "to_number", "direction", "status"]}),
         ("Transcript", {"fields": ["transcript"]}),
-        ("Summary", {"fields": ["summary_status", "summary"]}),
+        ("Summary", {"fields": ["summary_card", "summary_status", "summary_error", "summary_requested_at"]}),
         (
             "Timing",
             {"fields": ["started_at", "ended_at", "duration", "created_at", "updated_at"]},
         ),
         ("Relay session", {"fields": ["session_id", "metadata_json"], "classes": ["collapse"]}),
     ]
-    readonly_fields = ["transcript", "duration", "metadata_json", "created_at", "updated_at"]
+    readonly_fields = ["transcript", "summary_card", "duration", "metadata_json", "created_at", "updated_at"]
+    actions = ["rerun_summary"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Call]:
         return super().get_queryset(request).with_turn_count()
@@ -66,6 +69,25 @@ class CallAdmin(admin.ModelAdmin):
     @admin.display(description="Conversation")
     def transcript(self, call: Call) -> SafeString:
         return render_to_string("admin/calls/transcript.html", {"turns": call.turns.in_order()})
+
+    @admin.display(description="Summary")
+    def summary_card(self, call: Call) -> SafeString:
+        return render_to_string(
+            "admin/calls/summary_card.html", {"call": call, "data": call.summary_data or {}}
+        )
+
+    @admin.action(description="Re-run summary", permissions=["view"])
+    def rerun_summary(self, request: HttpRequest, queryset: QuerySet[Call]) -> None:
+        # Staff who may read a call may ask for its summary again: it changes no record of the call.
+        ids = list(queryset.values_list("pk", flat=True))
+        enqueued = summary_rerun(ids)
+        self.message_user(request, f"Re-running the summary of {enqueued} call(s).", messages.SUCCESS)
+        if skipped := len(ids) - enqueued:
+            self.message_user(
+                request,
+                f"Skipped {skipped} call(s) still in progress: summarised when they end.",
+                messages.WARNING,
+            )
 
     @admin.display(description="Metadata")
     def metadata_json(self, call: Call) -> SafeString:

@@ -84,6 +84,15 @@ def demo_call_create() -> tuple[Call, bool]:
             "within one working day."
         ),
         summary_status=Call.SummaryStatus.DONE,
+        summary_data={
+            "caller_intent": "Book a Saturday check-up for an eight-year-old",
+            "outcome": Call.Outcome.FOLLOW_UP_NEEDED,
+            "action_items": ["Call +1 415 555 0198 within one working day to confirm a Saturday morning."],
+            "sentiment": "positive",
+            "model": "demo",
+        },
+        summary_outcome=Call.Outcome.FOLLOW_UP_NEEDED,
+        summary_requested_at=ended,
         metadata={"demo": True, "customParameters": {}},
     )
     Turn.objects.bulk_create(

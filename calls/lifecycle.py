@@ -1,4 +1,9 @@
-"""The end of a call, whichever signal reports it first (socket closed, callbacks)."""
+"""The end of a call, whichever signal reports it first (socket closed, callbacks).
+
+Every end signal asks for the call's summary; `summary_request` makes sure only the first one
+enqueues it. The relay engine calls `acall_ended(call_id=..., source="socket")` when its socket
+closes.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +14,52 @@ from django.db import transaction
 from django.utils import timezone
 
 from calls.models import Call
+from calls.summary_requests import summary_forget, summary_request
 
 logger = logging.getLogger(__name__)
 
+SOCKET = "socket"
 
-@transaction.atomic
-def call_ended(*, call_id: int, source: str, status: str = Call.Status.COMPLETED) -> bool:
-    """Mark the call ended unless something already did; True when this signal was first."""
-    call = Call.objects.select_for_update().get(pk=call_id)
+
+def end_locked_call(call: Call, *, source: str, status: str) -> bool:
+    """Mark a call (already locked with select_for_update) ended unless something already did;
+    True when this signal was first. The caller saves nothing: this saves what it changes."""
     if call.ended_at is not None or call.is_over:
         return False
     call.ended_at = timezone.now()
     call.status = status
     if call.started_at and call.duration_seconds is None:
         call.duration_seconds = int((call.ended_at - call.started_at).total_seconds())
-    call.save(update_fields=["ended_at", "status", "duration_seconds", "updated_at"])
+    call.metadata["ended_by"] = source
+    call.save(update_fields=["ended_at", "status", "duration_seconds", "metadata", "updated_at"])
     logger.info("call %s ended (%s)", call.call_sid, source)
     return True
 
 
+@transaction.atomic
+def call_ended(*, call_id: int, source: str, status: str = Call.Status.COMPLETED) -> bool:
+    """Mark the call ended unless something already did, and ask for its summary (once per call,
+    however many signals arrive); True when this signal was first."""
+    call = Call.objects.select_for_update().get(pk=call_id)
+    first = end_locked_call(call, source=source, status=status)
+    summary_request(call.pk)
+    return first
+
+
 acall_ended = sync_to_async(call_ended)
+
+
+def reopen_locked_call(call: Call) -> bool:
+    """Undo an end that only our own socket reported, for a call Twilio says is still up (it is
+    reconnecting after the socket dropped); True when the call was reopened. An end Twilio itself
+    reported is final."""
+    if not call.is_over or call.metadata.get("ended_by") != SOCKET:
+        return False
+    call.status = Call.Status.IN_PROGRESS
+    call.ended_at = None
+    call.duration_seconds = None
+    call.metadata.pop("ended_by", None)
+    summary_forget(call)
+    call.save()
+    logger.info("call %s reopened: Twilio reports it still in progress", call.call_sid)
+    return True

@@ -55,10 +55,17 @@ class Call(TimestampedModel):
 
     class SummaryStatus(models.TextChoices):
         PENDING = "pending", "Pending"
+        QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
+
+    class Outcome(models.TextChoices):
+        RESOLVED = "resolved", "Resolved"
+        FOLLOW_UP_NEEDED = "follow_up_needed", "Follow-up needed"
+        TRANSFERRED = "transferred", "Transferred"
+        ABANDONED = "abandoned", "Abandoned"
 
     call_sid = models.CharField("call SID", max_length=64, unique=True)
     session_id = models.CharField("relay session", max_length=64, blank=True)
@@ -72,6 +79,17 @@ class Call(TimestampedModel):
     duration_seconds = models.PositiveIntegerField(null=True, blank=True)
     summary = models.TextField(blank=True)
     summary_status = models.CharField(max_length=10, choices=SummaryStatus, default=SummaryStatus.PENDING)
+    # Set once, by a conditional UPDATE, when the first end signal asks for the summary: the
+    # database, not the process, guarantees one summary per call however many signals arrive.
+    summary_requested_at = models.DateTimeField(null=True, blank=True)
+    summary_data = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The structured summary: intent, outcome, action items, sentiment.",
+    )
+    # A copy of summary_data["outcome"] in its own column, so the admin can filter on it cheaply.
+    summary_outcome = models.CharField(max_length=20, choices=Outcome, blank=True, db_index=True)
+    summary_error = models.TextField(blank=True, help_text="Why the last summary attempt failed.")
     metadata = models.JSONField(
         default=dict, blank=True, help_text="Custom parameters, errors and handoff data."
     )

@@ -1,4 +1,4 @@
-"""Twilio's HTTP webhooks, at the root: the paths are what is configured in Twilio's console."""
+"""Twilio's webhooks, at the root: the paths configured in the Twilio console and in our TwiML."""
 
 from __future__ import annotations
 
@@ -8,4 +8,6 @@ from calls import views
 
 urlpatterns = [
     path("twilio/voice/", views.voice, name="twilio-voice"),
+    path("twilio/status/", views.twilio_status, name="twilio-status"),
+    path("twilio/relay-action/", views.twilio_relay_action, name="twilio-relay-action"),
 ]

@@ -7,7 +7,10 @@ import logging
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from twilio.twiml.voice_response import VoiceResponse
 
+from calls.call_status import StatusEvent, call_status_record
+from calls.relay_actions import SessionEnd, relay_action_twiml
 from calls.services import NoPersonaAvailable, call_start
 from calls.signatures import webhook_signature_is_valid
 from calls.twiml import connect_relay_twiml, unavailable_twiml
@@ -40,3 +43,24 @@ def voice(request: HttpRequest) -> HttpResponse:
         logger.error("call %s to %s refused: %s", call_sid, to_number, exc)
         return twiml_response(unavailable_twiml())
     return twiml_response(connect_relay_twiml(call=call, persona=call.persona))
+
+
+@csrf_exempt
+@require_POST
+def twilio_status(request: HttpRequest) -> HttpResponse:
+    """`POST /twilio/status/`: the call's status callback. Always 200 for a valid signature, even
+    for an unknown call, so Twilio doesn't retry what we can't use."""
+    if not webhook_signature_is_valid(request):
+        return HttpResponseForbidden()
+    call_status_record(StatusEvent.from_params(request.POST))
+    return twiml_response(str(VoiceResponse()))
+
+
+@csrf_exempt
+@require_POST
+def twilio_relay_action(request: HttpRequest) -> HttpResponse:
+    """`POST /twilio/relay-action/`: the `<Connect action>` once a relay session ends; answers the
+    TwiML that continues the call (reconnect, goodbye or hang up)."""
+    if not webhook_signature_is_valid(request):
+        return HttpResponseForbidden()
+    return twiml_response(relay_action_twiml(SessionEnd.from_params(request.POST)))

@@ -66,7 +66,7 @@ class FakeAnthropic:
     def __init__(self, *, ttft: float = 0.0, interval: float = 0.0, default: FakeReply | None = None):
         self.ttft = ttft
         self.interval = interval
-        self.default = default or FakeReply()
+        self.default = self._initial_default = default or FakeReply()
         self.replies: deque[FakeReply] = deque()
         self.requests: list[dict] = []
         self.streams: list[StreamRecord] = []
@@ -84,6 +84,14 @@ class FakeAnthropic:
 
     def reply_with(self, *texts_as_tokens: list[str]) -> None:
         self.queue(*(FakeReply(tokens=tokens) for tokens in texts_as_tokens))
+
+    def reset(self, *, default: FakeReply | None = None) -> None:
+        """Forget queued replies and recorded requests: one long-lived server, many tests."""
+        with self._lock:
+            self.replies.clear()
+            self.requests.clear()
+            self.streams.clear()
+            self.default = default or self._initial_default
 
     async def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[dict]:
         def wait() -> bool:

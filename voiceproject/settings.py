@@ -118,6 +118,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# First retry delay of a summary while the model is unavailable; doubles on each retry.
+SUMMARY_RETRY_BASE_SECONDS = env.float("SUMMARY_RETRY_BASE_SECONDS", default=5.0)
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
