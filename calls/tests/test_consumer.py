@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from xml.etree import ElementTree
 
 import pytest
+from asgiref.sync import sync_to_async
 
 from agents.llm.history import CALL_CONNECTED
 from calls.models import Call, Turn
@@ -339,3 +341,40 @@ async def test_without_an_api_key_the_demo_model_answers(relay, live_call, setti
     await caller.prompt("Is anyone there?")
     reply = text_of(await caller.reply())
     assert "demo model" in reply and "Is anyone there?" in reply
+
+
+async def test_a_dropped_socket_reconnects_and_the_new_session_resumes_the_stored_history(
+    relay, live_call, fake_anthropic, twilio_post
+):
+    fake_anthropic.reply_with(REPLY, ["Yes", ",", " still", " here", "."])
+    first = await relay()
+    await first.prompt("When are you open on Saturday?")
+    await first.reply()
+    await first.hang_up()  # our socket drops while Twilio still has the caller on the line
+
+    response = await sync_to_async(twilio_post)(
+        "/twilio/relay-action/",
+        {
+            "CallSid": CALL_SID,
+            "CallStatus": "in-progress",
+            "SessionStatus": "failed",
+            "SessionId": "VX" + "0" * 32,
+            "ErrorCode": "64105",
+        },
+    )
+    relay_twiml = ElementTree.fromstring(response.content).find("./Connect/ConversationRelay")
+    assert relay_twiml is not None and "welcomeGreeting" not in relay_twiml.attrib
+
+    second = await relay()
+    await second.prompt("Are you still there?")
+    assert text_of(await second.reply()) == "Yes, still here."
+    await second.hang_up()
+
+    assert fake_anthropic.requests[1]["messages"] == [
+        {"role": "user", "content": CALL_CONNECTED},
+        {"role": "assistant", "content": GREETING},
+        {"role": "user", "content": "When are you open on Saturday?"},
+        {"role": "assistant", "content": "".join(REPLY)},
+        {"role": "user", "content": "Are you still there?"},
+    ]
+    assert [t.sequence for t in await turns_of(live_call)] == [0, 1, 2, 3, 4]
