@@ -15,6 +15,7 @@ from twilio.request_validator import RequestValidator
 
 from agents.models import Persona
 from fakes.anthropic_server import FakeAnthropic
+from fakes.openai_server import FakeOpenAI
 from voiceproject.celery import app as celery_app
 
 TWILIO_TEST_TOKEN = "test-twilio-auth-token"
@@ -79,6 +80,16 @@ def fake_anthropic(settings) -> Iterator[FakeAnthropic]:
     fake = FakeAnthropic().start()
     settings.ANTHROPIC_API_KEY = "test-anthropic-key"
     settings.ANTHROPIC_BASE_URL = fake.url
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_openai(settings) -> Iterator[FakeOpenAI]:
+    """A fake OpenAI-compatible API on 127.0.0.1, with the app's real SDK client pointed at it."""
+    fake = FakeOpenAI().start()
+    settings.OPENAI_API_KEY = "test-openai-key"
+    settings.OPENAI_BASE_URL = fake.base_url
     yield fake
     fake.stop()
 

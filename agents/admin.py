@@ -38,7 +38,19 @@ class PersonaAdmin(admin.ModelAdmin):
             "Voice and speech",
             {"fields": ["language", "voice", "tts_provider", "transcription_provider", "interruptible"]},
         ),
-        ("Model", {"fields": ["llm_provider", "llm_model", "temperature", "max_tokens"]}),
+        (
+            "Model",
+            {
+                "fields": [
+                    "llm_provider",
+                    "llm_model",
+                    "llm_base_url",
+                    "llm_api_key_env",
+                    "temperature",
+                    "max_tokens",
+                ]
+            },
+        ),
         ("After the call", {"fields": ["summary_prompt"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]

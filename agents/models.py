@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator, URLValidator
 from django.db import models, transaction
 from django.db.models import Q
 
@@ -12,6 +12,10 @@ from voiceproject.models import TimestampedModel
 bcp47_validator = RegexValidator(
     r"^(multi|[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})*)$",
     "Use a BCP-47 language tag such as en-US, es-MX or multi.",
+)
+env_var_name_validator = RegexValidator(
+    r"^[A-Z_][A-Z0-9_]*$",
+    "Use the name of an environment variable, such as TOGETHER_API_KEY: capitals, digits and underscores. Never the key itself.",
 )
 e164_validator = RegexValidator(
     r"^\+[1-9]\d{1,14}$", "Use the E.164 format: a plus sign and digits, e.g. +14155550100."
@@ -70,6 +74,7 @@ class Persona(TimestampedModel):
 
     class LlmProvider(models.TextChoices):
         ANTHROPIC = "anthropic", "Anthropic Claude"
+        OPENAI = "openai", "OpenAI-compatible"
         DEMO = "demo", "Offline demo model"
 
     name = models.CharField(max_length=100)
@@ -112,6 +117,21 @@ class Persona(TimestampedModel):
         "model provider", max_length=20, choices=LlmProvider, default=LlmProvider.ANTHROPIC
     )
     llm_model = models.CharField("model", max_length=100, default="claude-haiku-4-5")
+    llm_base_url = models.URLField(
+        "model base URL",
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="Empty uses the provider's default. OpenAI-compatible servers include the /v1 path, "
+        "e.g. http://localhost:11434/v1 for Ollama.",
+    )
+    llm_api_key_env = models.CharField(
+        "API key variable",
+        max_length=100,
+        blank=True,
+        validators=[env_var_name_validator],
+        help_text="The NAME of the environment variable holding the API key (e.g. TOGETHER_API_KEY), never "
+        "the key itself. Empty uses ANTHROPIC_API_KEY or OPENAI_API_KEY.",
+    )
     temperature = models.FloatField(
         default=0.7,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],

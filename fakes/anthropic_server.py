@@ -198,11 +198,12 @@ class FakeAnthropic:
                 sse("message_delta", {**delta, "usage": {"output_tokens": record.tokens_sent}})
             )
             await response.write(sse("message_stop", {"type": "message_stop"}))
-            await response.write_eof()
+            # Everything was sent: a client closing right after the last event is not an early close.
             record.completed = True
+            await response.write_eof()
             return response
         except (asyncio.CancelledError, ConnectionError):
-            record.closed_early = True
+            record.closed_early = not record.completed
             raise
         finally:
             record.ended.set()

@@ -11,10 +11,14 @@ import asyncio
 import json
 import logging
 import weakref
+from collections.abc import Sequence
+from typing import Any
 
 import anthropic
+import httpx2
 
-from agents.llm.base import ChatMessage, ProviderError, ReplyStream
+from agents.llm.base import ChatMessage, ProviderError, ReplyStream, ToolCall, ToolSpec
+from agents.llm.tools import ToolCallAssembler
 from agents.models import Persona
 
 logger = logging.getLogger(__name__)
@@ -44,40 +48,66 @@ class AnthropicProvider:
         return per_loop[key]
 
     async def stream_reply(
-        self, *, persona: Persona, messages: list[ChatMessage], reply: ReplyStream
-    ) -> None:
+        self,
+        *,
+        persona: Persona,
+        messages: list[ChatMessage],
+        reply: ReplyStream,
+        tools: Sequence[ToolSpec] = (),
+    ) -> list[ToolCall]:
+        request: dict[str, Any] = {
+            "model": persona.llm_model,
+            "max_tokens": persona.max_tokens,
+            # No temperature: Anthropic's API version 2026-10-21 (the SDK 2.x default) rejects
+            # sampling parameters, and the SDK no longer offers them.
+            "system": persona.system_prompt,
+            "messages": messages,
+            "stream": True,
+        }
+        if tools:
+            request["tools"] = [anthropic_tool(tool) for tool in tools]
         try:
-            async with self.client.messages.with_streaming_response.create(
-                model=persona.llm_model,
-                max_tokens=persona.max_tokens,
-                # No temperature: Anthropic's API version 2026-10-21 (the SDK 2.x default) rejects
-                # sampling parameters, and the SDK no longer offers them.
-                system=persona.system_prompt,
-                messages=messages,  # type: ignore[arg-type]
-                stream=True,
-            ) as response:
-                await self._read_events(response, reply)
+            async with self.client.messages.with_streaming_response.create(**request) as response:
+                return await self._read_events(response, reply)
         except anthropic.APIError as exc:
             raise ProviderError(f"Anthropic: {exc}") from exc
+        except httpx2.HTTPError as exc:  # mid-stream: the raw lines are read past the SDK's wrapping
+            raise ProviderError(f"Anthropic stream broke: {exc!r}") from exc
         finally:
             reply.end()
 
-    async def _read_events(self, response, reply: ReplyStream) -> None:  # type: ignore[no-untyped-def]
+    async def _read_events(self, response, reply: ReplyStream) -> list[ToolCall]:  # type: ignore[no-untyped-def]
         event = ""
+        tool_calls = ToolCallAssembler()
         async for line in response.iter_lines():
             if reply.aborted:
-                return  # leaving the `async with` closes the stream: no more tokens are paid for
+                return []  # leaving the `async with` closes the stream: no more tokens are paid for
             if line.startswith("event: "):
                 event = line[7:]
             elif not line.startswith("data: "):
                 continue
             elif event == "content_block_delta":
-                delta = json.loads(line[6:])["delta"]
+                data = json.loads(line[6:])
+                delta = data["delta"]
                 if delta.get("type") == "text_delta":
                     await reply.write(delta["text"])
+                elif delta.get("type") == "input_json_delta":
+                    tool_calls.extend(data["index"], delta["partial_json"])
+            elif event == "content_block_start":
+                data = json.loads(line[6:])
+                block = data["content_block"]
+                if block.get("type") == "tool_use":
+                    tool_calls.start(data["index"], id=block["id"], name=block["name"])
+            elif event == "content_block_stop":
+                tool_calls.finish(json.loads(line[6:])["index"])
             elif event == "message_stop":
-                return
+                return tool_calls.calls()
             elif event == "error":
                 raise ProviderError(f"Anthropic stream error: {json.loads(line[6:]).get('error')}")
-        if not reply.aborted:
-            raise ProviderError("Anthropic stream ended before message_stop")
+        if reply.aborted:
+            return []
+        raise ProviderError("Anthropic stream ended before message_stop")
+
+
+def anthropic_tool(tool: ToolSpec) -> dict[str, Any]:
+    return {"name": tool.name, "description": tool.description, "input_schema": tool.parameters}

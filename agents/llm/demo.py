@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 
-from agents.llm.base import ChatMessage, ReplyStream
+from agents.llm.base import ChatMessage, ReplyStream, ToolCall, ToolSpec
 from agents.llm.history import CALL_CONNECTED
 from agents.models import Persona
 
@@ -27,8 +28,14 @@ def demo_reply(persona: Persona, messages: list[ChatMessage]) -> str:
 
 class DemoProvider:
     async def stream_reply(
-        self, *, persona: Persona, messages: list[ChatMessage], reply: ReplyStream
-    ) -> None:
+        self,
+        *,
+        persona: Persona,
+        messages: list[ChatMessage],
+        reply: ReplyStream,
+        tools: Sequence[ToolSpec] = (),
+    ) -> list[ToolCall]:
+        """Never calls a tool: it only proves the voice path works."""
         try:
             await asyncio.sleep(FIRST_TOKEN_DELAY)
             for n, word in enumerate(re.findall(r"\s*\S+", demo_reply(persona, messages))):
@@ -39,3 +46,4 @@ class DemoProvider:
                 await reply.write(word)
         finally:
             reply.end()
+        return []

@@ -1,0 +1,183 @@
+"""The OpenAI-compatible provider over the wire: the real openai SDK against the fake server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agents.llm.base import ProviderError, ReplyStream, ToolCall, ToolSpec
+from agents.llm.openai import OpenAIProvider
+from agents.models import Persona
+from fakes.openai_server import FakeReply
+
+PERSONA = Persona(
+    name="Desk",
+    system_prompt="You answer the phone.",
+    llm_provider=Persona.LlmProvider.OPENAI,
+    llm_model="gpt-test",
+    temperature=0.3,
+    max_tokens=120,
+)
+MESSAGES = [
+    {"role": "user", "content": "Hi."},
+    {"role": "assistant", "content": "Hello, how can I help?"},
+    {"role": "user", "content": "What's the weather in Paris?"},
+]
+WEATHER = ToolSpec(
+    name="get_weather",
+    description="Current weather for a city.",
+    parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+END_CALL = ToolSpec(name="end_call", description="Hang up.")
+
+
+def reply_into(tokens: list[str]) -> ReplyStream:
+    async def sink(token: str) -> None:
+        tokens.append(token)
+
+    return ReplyStream(sink)
+
+
+@pytest.fixture
+async def provider(fake_openai) -> OpenAIProvider:
+    return OpenAIProvider.shared(api_key="test-openai-key", base_url=fake_openai.base_url)
+
+
+async def test_text_streams_token_by_token(provider, fake_openai):
+    fake_openai.reply_with(["Sunny", " and", " mild", "."])
+    tokens: list[str] = []
+    reply = reply_into(tokens)
+
+    calls = await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply)
+
+    assert tokens == ["Sunny", " and", " mild", "."]
+    assert calls == [] and reply.ended
+    assert (await fake_openai.streams[0].wait_ended()).completed
+
+
+async def test_the_request_carries_system_prompt_history_temperature_and_max_tokens(provider, fake_openai):
+    await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply_into([]))
+
+    [request] = fake_openai.requests
+    assert request["model"] == "gpt-test"
+    assert request["messages"] == [{"role": "system", "content": "You answer the phone."}, *MESSAGES]
+    assert request["temperature"] == 0.3 and request["max_tokens"] == 120
+    assert request["stream"] is True and "tools" not in request
+    assert fake_openai.headers[0]["Authorization"] == "Bearer test-openai-key"
+
+
+async def test_tools_are_offered_as_functions(provider, fake_openai):
+    await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply_into([]), tools=[WEATHER])
+
+    assert fake_openai.requests[0]["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Current weather for a city.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            },
+        }
+    ]
+
+
+async def test_streamed_tool_call_fragments_come_back_as_tool_calls_in_order(provider, fake_openai):
+    fake_openai.queue(
+        FakeReply(
+            tokens=["Let", " me", " check", "."],
+            tool_use=[
+                {"name": "get_weather", "input": {"city": "Paris", "units": "metric"}},
+                {"name": "end_call", "input": {}},
+            ],
+        )
+    )
+    tokens: list[str] = []
+
+    calls = await provider.stream_reply(
+        persona=PERSONA, messages=MESSAGES, reply=reply_into(tokens), tools=[WEATHER, END_CALL]
+    )
+
+    assert tokens == ["Let", " me", " check", "."]
+    assert [(c.name, c.arguments) for c in calls] == [
+        ("get_weather", {"city": "Paris", "units": "metric"}),
+        ("end_call", {}),
+    ]
+    assert all(c.id.startswith("call_") for c in calls) and calls[0].id != calls[1].id
+    assert calls[0] == ToolCall(
+        name="get_weather", arguments={"city": "Paris", "units": "metric"}, id=calls[0].id
+    )
+
+
+async def test_aborting_stops_the_tokens_and_closes_the_stream(provider, fake_openai):
+    fake_openai.queue(FakeReply(tokens=["One", " two", " three", " four", " five"], hold_after=4))
+    tokens: list[str] = []
+
+    async def sink(token: str) -> None:
+        tokens.append(token)
+        if len(tokens) == 2:
+            reply.abort()
+
+    reply = ReplyStream(sink)
+    calls = await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply, tools=[WEATHER])
+
+    assert tokens == ["One", " two"] and calls == [] and reply.ended
+    stream = await fake_openai.streams[0].wait_ended()
+    assert stream.closed_early and not stream.completed
+
+
+async def test_cancelling_a_held_reply_closes_the_stream(provider, fake_openai):
+    fake_openai.queue(FakeReply(tokens=["One", " two", " three"], hold_after=2))
+    tokens: list[str] = []
+    two_tokens = asyncio.Event()
+
+    async def sink(token: str) -> None:
+        tokens.append(token)
+        if len(tokens) == 2:
+            two_tokens.set()
+
+    reply = ReplyStream(sink)
+    task = asyncio.create_task(provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply))
+    await asyncio.wait_for(two_tokens.wait(), 5)
+    reply.abort()
+    task.cancel()  # what the engine does: the server is holding, no line will wake the loop
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert tokens == ["One", " two"] and reply.ended
+    assert (await fake_openai.streams[0].wait_ended()).closed_early
+
+
+@pytest.mark.parametrize(
+    ("failure", "message"),
+    [
+        (FakeReply(status=400, error_type="invalid_request_error"), "fake failure"),
+        (FakeReply(status=401, error_type="invalid_api_key"), "fake failure"),
+        (FakeReply(tokens=["One", " two", " three"], cut_after=2), "stream broke"),
+        (FakeReply(tokens=["One", " two", " three"], error_event_after=2), "overloaded"),
+    ],
+    ids=["http-400", "http-401", "connection-cut", "error-in-stream"],
+)
+async def test_failures_raise_provider_error_and_still_end_the_reply(provider, fake_openai, failure, message):
+    fake_openai.queue(failure)
+    tokens: list[str] = []
+    reply = reply_into(tokens)
+
+    with pytest.raises(ProviderError, match=message):
+        await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply)
+
+    assert tokens == ([] if failure.status != 200 else ["One", " two"])
+    assert reply.ended
+    assert len(fake_openai.requests) == 1  # not retried: the fake would answer a retry with its default
+
+
+async def test_one_client_per_loop_key_and_base_url(fake_openai):
+    first = OpenAIProvider.shared(api_key="a", base_url=fake_openai.base_url)
+
+    assert OpenAIProvider.shared(api_key="a", base_url=fake_openai.base_url) is first
+    assert OpenAIProvider.shared(api_key="b", base_url=fake_openai.base_url) is not first
+    assert OpenAIProvider.shared(api_key="a", base_url="http://127.0.0.1:1/v1") is not first
