@@ -72,6 +72,10 @@ class Persona(TimestampedModel):
         DEEPGRAM = "Deepgram", "Deepgram"
         GOOGLE = "Google", "Google"
 
+    class Chunking(models.TextChoices):
+        TOKEN = "token", "Token by token"
+        PHRASE = "phrase", "Phrases and sentences"
+
     class LlmProvider(models.TextChoices):
         ANTHROPIC = "anthropic", "Anthropic Claude"
         OPENAI = "openai", "OpenAI-compatible"
@@ -143,6 +147,77 @@ class Persona(TimestampedModel):
         help_text="Longest reply in tokens. Phone replies should be short.",
     )
 
+    # --- How replies become speech ---
+    speech_chunking = models.CharField(
+        max_length=10,
+        choices=Chunking,
+        default=Chunking.TOKEN,
+        help_text="Token: forward each token at once (fastest first word). Phrase: send word groups and "
+        "sentences, with a small first chunk.",
+    )
+    allow_ssml = models.BooleanField(
+        "allow SSML", default=False, help_text="Pass <tags> through to the voice; otherwise they are escaped."
+    )
+
+    # --- Call control ---
+    end_call_enabled = models.BooleanField(
+        "may end the call",
+        default=True,
+        help_text="The model may hang up after saying goodbye (end_call tool).",
+    )
+    end_call_marker = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="For models without tools: a marker such as [END_CALL] in a reply ends the call. "
+        "It is never spoken. Empty: off.",
+    )
+    transfer_enabled = models.BooleanField(
+        "may transfer to a human",
+        default=False,
+        help_text="The model may hand the call to the handoff number.",
+    )
+    handoff_number = models.CharField(
+        max_length=16,
+        blank=True,
+        validators=[e164_validator],
+        help_text="Where transfers are dialled (E.164).",
+    )
+    dtmf_enabled = models.BooleanField(
+        "keypad input",
+        default=False,
+        help_text="Collect keypad digits into numbers and give them to the model.",
+    )
+    dtmf_pause_seconds = models.FloatField(
+        "keypad pause",
+        default=3.0,
+        validators=[MinValueValidator(0.5), MaxValueValidator(30.0)],
+        help_text="Seconds without a key that submit the digits typed so far (# submits at once).",
+    )
+    idle_timeout_seconds = models.PositiveIntegerField(
+        "idle timeout",
+        null=True,
+        blank=True,
+        default=10,
+        validators=[MinValueValidator(1)],
+        help_text="Seconds of caller silence after the agent finishes speaking before it checks in. Empty: never.",
+    )
+    idle_max_reprompts = models.PositiveSmallIntegerField(
+        default=2, help_text="Check-ins before the agent ends a silent call."
+    )
+    idle_reprompt_line = models.TextField(default="Are you still there?")
+    idle_goodbye_line = models.TextField(default="I can't hear anything, so I'll end the call now. Goodbye.")
+    max_call_seconds = models.PositiveIntegerField(
+        "maximum call duration",
+        null=True,
+        blank=True,
+        default=900,
+        validators=[MinValueValidator(10)],
+        help_text="Seconds; then the agent says the closing line and ends the call. Empty: no limit.",
+    )
+    max_call_line = models.TextField(
+        "closing line", default="We're out of time for this call. Thank you for calling, goodbye."
+    )
+
     summary_prompt = models.TextField(
         blank=True, help_text="How to summarise a finished call. Empty uses the built-in prompt."
     )
@@ -190,3 +265,27 @@ class PhoneNumber(TimestampedModel):
 
     def __str__(self) -> str:
         return f"{self.number} ({self.label})" if self.label else self.number
+
+
+class PersonaLanguage(models.Model):
+    """A language the persona may switch to mid-call (a `<Language>` element in the TwiML)."""
+
+    persona = models.ForeignKey(Persona, on_delete=models.CASCADE, related_name="languages")
+    code = models.CharField(max_length=35, validators=[bcp47_validator], help_text="e.g. es-MX")
+    voice = models.CharField(max_length=100, blank=True)
+    tts_provider = models.CharField(
+        "text-to-speech provider", max_length=20, choices=Persona.TtsProvider, blank=True
+    )
+    transcription_provider = models.CharField(
+        max_length=20, choices=Persona.TranscriptionProvider, blank=True
+    )
+    speech_model = models.CharField(max_length=50, blank=True)
+
+    class Meta:
+        ordering = ["persona", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["persona", "code"], name="agents_personalanguage_unique_code"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code

@@ -139,6 +139,11 @@ class Turn(models.Model):
     generated_text = models.TextField(blank=True)
     interrupted = models.BooleanField(default=False)
     heard_confidence = models.FloatField(null=True, blank=True)
+    tool_calls = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Tools the model asked for in this turn: name, arguments, result, executed or not.",
+    )
     first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     completed_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
