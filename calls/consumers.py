@@ -9,7 +9,19 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from calls.conversation import CallStart, Conversation
-from calls.relay import Dtmf, FrameError, Info, Interrupt, Prompt, RelayError, Setup, parse_frame, text_frame
+from calls.relay import (
+    Dtmf,
+    FrameError,
+    Info,
+    Interrupt,
+    Prompt,
+    RelayError,
+    Setup,
+    end_frame,
+    language_frame,
+    parse_frame,
+    text_frame,
+)
 from calls.signatures import handshake_signature_is_valid
 
 logger = logging.getLogger(__name__)
@@ -72,3 +84,9 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
     async def send_token(self, token: str, last: bool) -> None:
         await self.send(text_data=text_frame(token, last))
+
+    async def send_language(self, code: str) -> None:
+        await self.send(text_data=language_frame(code))
+
+    async def send_end(self, handoff_data: str) -> None:
+        await self.send(text_data=end_frame(handoff_data))

@@ -34,6 +34,16 @@ def call_metadata_append(call_id: int, key: str, entry: dict) -> None:
 acall_metadata_append = sync_to_async(call_metadata_append)
 
 
+@transaction.atomic
+def call_metadata_set(call_id: int, key: str, value: Any) -> None:
+    call = Call.objects.select_for_update().only("metadata").get(pk=call_id)
+    call.metadata[key] = value
+    call.save(update_fields=["metadata", "updated_at"])
+
+
+acall_metadata_set = sync_to_async(call_metadata_set)
+
+
 class CallRecorder:
     def __init__(self, call: Call) -> None:
         self.call = call
@@ -56,6 +66,9 @@ class CallRecorder:
         """Keep an event (an error, a warning) in the call's metadata, timestamped."""
         entry = {"at": timezone.now().isoformat(), **entry}
         self._queue.put_nowait(lambda: acall_metadata_append(self.call.pk, key, entry))
+
+    def set_metadata(self, key: str, value: Any) -> None:
+        self._queue.put_nowait(lambda: acall_metadata_set(self.call.pk, key, value))
 
     def then(self, write: Write) -> None:
         """Run any other write after everything queued so far."""

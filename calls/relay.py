@@ -147,3 +147,8 @@ def end_frame(handoff_data: str | None = None) -> str:
     if handoff_data is not None:
         frame["handoffData"] = handoff_data
     return json.dumps(frame)
+
+
+def language_frame(code: str) -> str:
+    """Switch both text-to-speech and transcription to `code` for the rest of the session."""
+    return json.dumps({"type": "language", "ttsLanguage": code, "transcriptionLanguage": code})

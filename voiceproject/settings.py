@@ -48,6 +48,12 @@ OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
 REDIS_URL = env.str("REDIS_URL", default="")
 
+# --- Live calls -----------------------------------------------------------------------------
+# Text-to-speech keeps talking after the last token is sent: the agent's `end` and its silence
+# timer wait for the estimated speaking time (characters / rate) plus a grace delay.
+RELAY_SPEECH_CHARS_PER_SECOND = env.float("RELAY_SPEECH_CHARS_PER_SECOND", default=15.0)
+RELAY_END_GRACE_SECONDS = env.float("RELAY_END_GRACE_SECONDS", default=1.0)
+
 # --- Applications ---------------------------------------------------------------------------
 INSTALLED_APPS = [
     "daphne",  # first, so `runserver` serves ASGI and websockets

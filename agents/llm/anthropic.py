@@ -54,13 +54,14 @@ class AnthropicProvider:
         messages: list[ChatMessage],
         reply: ReplyStream,
         tools: Sequence[ToolSpec] = (),
+        system: str | None = None,
     ) -> list[ToolCall]:
         request: dict[str, Any] = {
             "model": persona.llm_model,
             "max_tokens": persona.max_tokens,
             # No temperature: Anthropic's API version 2026-10-21 (the SDK 2.x default) rejects
             # sampling parameters, and the SDK no longer offers them.
-            "system": persona.system_prompt,
+            "system": persona.system_prompt if system is None else system,
             "messages": messages,
             "stream": True,
         }

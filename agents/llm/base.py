@@ -42,28 +42,49 @@ class ProviderError(Exception):
     """The model could not produce (the rest of) a reply."""
 
 
+class SpeechFilter(Protocol):
+    """Turns model text into speakable text as it streams (see calls/speech.py)."""
+
+    def feed(self, text: str) -> str: ...
+    def flush(self) -> str: ...
+
+
 class ReplyStream:
-    """One reply in flight. `write` forwards each token to the caller at once and keeps a copy,
-    so after an interrupt the engine knows exactly what was sent."""
+    """One reply in flight. `write` keeps the model's text as generated and forwards what is
+    speakable of it at once, so after an interrupt the engine knows exactly what was produced
+    (`text`) and what went out (`spoken`)."""
 
-    __slots__ = ("_sink", "aborted", "ended", "first_token_at", "parts", "started_at")
+    __slots__ = ("_sink", "_speech", "aborted", "ended", "first_token_at", "parts", "spoken", "started_at")
 
-    def __init__(self, sink: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(self, sink: Callable[[str], Awaitable[None]], speech: SpeechFilter | None = None) -> None:
         self._sink = sink
+        self._speech = speech
         self.aborted = False
         self.ended = False
         self.parts: list[str] = []
+        self.spoken: list[str] = []
         self.started_at = time.monotonic()
         self.first_token_at: float | None = None
 
     async def write(self, token: str) -> None:
         if self.aborted or not token:
             return
+        self.parts.append(token)
+        await self._say(self._speech.feed(token) if self._speech else token)
+
+    async def flush(self) -> None:
+        """Send what the speech filter still holds (the reply is complete)."""
+        if self._speech and not self.aborted:
+            await self._say(self._speech.flush())
+
+    async def _say(self, text: str) -> None:
+        if not text:
+            return
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
         # Recorded before sending: a token cut off mid-send counts as sent, never as unsaid.
-        self.parts.append(token)
-        await self._sink(token)
+        self.spoken.append(text)
+        await self._sink(text)
 
     def end(self) -> None:
         self.ended = True
@@ -75,6 +96,10 @@ class ReplyStream:
     def text(self) -> str:
         return "".join(self.parts)
 
+    @property
+    def spoken_text(self) -> str:
+        return "".join(self.spoken)
+
 
 class LLMProvider(Protocol):
     async def stream_reply(
@@ -84,6 +109,7 @@ class LLMProvider(Protocol):
         messages: list[ChatMessage],
         reply: ReplyStream,
         tools: Sequence[ToolSpec] = (),
+        system: str | None = None,
     ) -> list[ToolCall]:
         """Stream the reply's text into `reply`; return the tool calls the model asked for."""
         ...

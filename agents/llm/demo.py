@@ -34,6 +34,7 @@ class DemoProvider:
         messages: list[ChatMessage],
         reply: ReplyStream,
         tools: Sequence[ToolSpec] = (),
+        system: str | None = None,
     ) -> list[ToolCall]:
         """Never calls a tool: it only proves the voice path works."""
         try:

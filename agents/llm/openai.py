@@ -53,10 +53,14 @@ class OpenAIProvider:
         messages: list[ChatMessage],
         reply: ReplyStream,
         tools: Sequence[ToolSpec] = (),
+        system: str | None = None,
     ) -> list[ToolCall]:
         request: dict[str, Any] = {
             "model": persona.llm_model,
-            "messages": [{"role": "system", "content": persona.system_prompt}, *messages],
+            "messages": [
+                {"role": "system", "content": persona.system_prompt if system is None else system},
+                *messages,
+            ],
             "temperature": persona.temperature,
             "max_tokens": persona.max_tokens,
             "stream": True,
