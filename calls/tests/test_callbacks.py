@@ -202,6 +202,7 @@ def test_a_dropped_socket_reconnects_without_a_greeting_then_gives_up_with_an_ap
         assert connect.get("action") == "https://switchboard.example.com/twilio/relay-action/"
         relay = connect.find("ConversationRelay")
         assert relay is not None and "welcomeGreeting" not in relay.attrib
+        assert "welcomeGreetingInterruptible" not in relay.attrib
         assert relay.get("url") == "wss://switchboard.example.com/ws/relay/"
         params = {p.get("name"): p.get("value") for p in relay.findall("Parameter")}
         assert params["call_id"] == str(call.pk)
