@@ -66,10 +66,16 @@ def add_languages(relay: ConversationRelay, persona: Persona) -> None:
 UNAVAILABLE_APOLOGY = "Sorry, nobody can take your call right now. Please try again later. Goodbye."
 
 
+def say_and_hang_up(text: str | None = None) -> str:
+    """`<Say>` (when there is something to say) then `<Hangup/>`."""
+    response = VoiceResponse()
+    if text:
+        response.say(text)
+    response.hangup()
+    return str(response)
+
+
 def unavailable_twiml() -> str:
     """An apology and a hang-up, for a call no persona can answer: better than a 500, which
     callers hear as Twilio's generic "an application error has occurred"."""
-    response = VoiceResponse()
-    response.say(UNAVAILABLE_APOLOGY)
-    response.hangup()
-    return str(response)
+    return say_and_hang_up(UNAVAILABLE_APOLOGY)
