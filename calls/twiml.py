@@ -44,7 +44,8 @@ def add_languages(relay: ConversationRelay, persona: Persona) -> None:
     default voice for it), so the primary language needs its element too, or switching back
     would lose the persona's voice. Without other languages there is nothing to switch to.
     """
-    others = [lang for lang in persona.languages.order_by("code") if lang.code != persona.language]
+    own = persona.language.lower()
+    others = [lang for lang in persona.languages.order_by("code") if lang.code.lower() != own]
     if not others:
         return
     relay.language(
