@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 from django.forms import Textarea
 from django.http import HttpRequest
 
-from agents.models import Persona, PhoneNumber
+from agents.models import Persona, PersonaLanguage, PhoneNumber
 from agents.services import persona_duplicate
 
 
@@ -14,6 +14,14 @@ class PhoneNumberInline(admin.TabularInline):
     model = PhoneNumber
     extra = 0
     fields = ["number", "label"]
+
+
+class PersonaLanguageInline(admin.TabularInline):
+    model = PersonaLanguage
+    extra = 0
+    fields = ["code", "voice", "tts_provider", "transcription_provider", "speech_model"]
+    verbose_name = "language it may switch to"
+    verbose_name_plural = "Other languages it may switch to"
 
 
 @admin.register(Persona)
@@ -24,7 +32,7 @@ class PersonaAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["created_at", "updated_at"]
     actions = ["duplicate", "make_default"]
-    inlines = [PhoneNumberInline]
+    inlines = [PersonaLanguageInline, PhoneNumberInline]
     formfield_overrides = {
         models.TextField: {"widget": Textarea(attrs={"rows": 4, "cols": 100})},
     }
@@ -36,7 +44,43 @@ class PersonaAdmin(admin.ModelAdmin):
         ),
         (
             "Voice and speech",
-            {"fields": ["language", "voice", "tts_provider", "transcription_provider", "interruptible"]},
+            {
+                "fields": [
+                    "language",
+                    "voice",
+                    "tts_provider",
+                    "transcription_provider",
+                    "interruptible",
+                    "speech_chunking",
+                    "allow_ssml",
+                ]
+            },
+        ),
+        (
+            "Call control",
+            {
+                "fields": [
+                    "end_call_enabled",
+                    "end_call_marker",
+                    "transfer_enabled",
+                    "handoff_number",
+                    "dtmf_enabled",
+                    "dtmf_pause_seconds",
+                ]
+            },
+        ),
+        (
+            "Silence and time limits",
+            {
+                "fields": [
+                    "idle_timeout_seconds",
+                    "idle_max_reprompts",
+                    "idle_reprompt_line",
+                    "idle_goodbye_line",
+                    "max_call_seconds",
+                    "max_call_line",
+                ]
+            },
         ),
         (
             "Model",

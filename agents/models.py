@@ -251,6 +251,13 @@ class Persona(TimestampedModel):
             )
         if self.is_default and not self.is_active:
             raise ValidationError({"is_active": "The default persona must stay active."})
+        if self.transfer_enabled and not self.handoff_number:
+            raise ValidationError(
+                {
+                    "handoff_number": "Transfers need a number to dial. Enter the handoff number, "
+                    "or untick “may transfer to a human”."
+                }
+            )
 
 
 class PhoneNumber(TimestampedModel):
@@ -289,3 +296,12 @@ class PersonaLanguage(models.Model):
 
     def __str__(self) -> str:
         return self.code
+
+    def clean(self) -> None:
+        # The persona's own language is always declared (calls/twiml.py): listing it twice would
+        # give it two voices.
+        persona = getattr(self, "persona", None)  # unset on a form that is still being filled
+        if persona is not None and self.code.lower() == persona.language.lower():
+            raise ValidationError(
+                {"code": f"{self.code} is the persona's own language already; list only other languages."}
+            )

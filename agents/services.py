@@ -5,12 +5,13 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils.text import slugify
 
-from agents.models import Persona
+from agents.models import Persona, PersonaLanguage
 
 
 @transaction.atomic
 def persona_duplicate(*, persona: Persona) -> Persona:
-    """An inactive, non-default copy with a free name and slug, ready to edit."""
+    """An inactive, non-default copy with a free name and slug, ready to edit: the languages it may
+    switch to come along; its phone numbers stay with the original."""
     copy = Persona.objects.get(pk=persona.pk)
     copy.pk = None
     copy.is_default = False
@@ -25,4 +26,15 @@ def persona_duplicate(*, persona: Persona) -> Persona:
     copy.name = f"{persona.name}{suffix}"[:100]
     copy.slug = slug
     copy.save()
+    PersonaLanguage.objects.bulk_create(
+        PersonaLanguage(
+            persona=copy,
+            code=language.code,
+            voice=language.voice,
+            tts_provider=language.tts_provider,
+            transcription_provider=language.transcription_provider,
+            speech_model=language.speech_model,
+        )
+        for language in persona.languages.all()
+    )
     return copy

@@ -57,6 +57,13 @@ DEMO_TURNS = [
     ("user", "No, that's all. Thanks!", "", False, None),
     ("assistant", "You're welcome. Have a lovely day, goodbye.", "", False, None),
 ]
+# The agent hung up itself after its goodbye: the tool call on the last turn.
+DEMO_END_CALL = {
+    "name": "end_call",
+    "arguments": {"reason": "caller said goodbye"},
+    "result": "end sent to Twilio",
+    "executed": True,
+}
 
 
 @transaction.atomic
@@ -93,7 +100,11 @@ def demo_call_create() -> tuple[Call, bool]:
         },
         summary_outcome=Call.Outcome.FOLLOW_UP_NEEDED,
         summary_requested_at=ended,
-        metadata={"demo": True, "customParameters": {}},
+        metadata={
+            "demo": True,
+            "customParameters": {},
+            "handoff": {"action": "end", "reason": "caller said goodbye"},
+        },
     )
     Turn.objects.bulk_create(
         Turn(
@@ -106,6 +117,7 @@ def demo_call_create() -> tuple[Call, bool]:
             heard_confidence=confidence,
             first_token_ms=420 + 37 * n if role == Turn.Role.ASSISTANT and n else None,
             completed_ms=2100 + 90 * n if role == Turn.Role.ASSISTANT and n else None,
+            tool_calls=[DEMO_END_CALL] if n == len(DEMO_TURNS) - 1 else [],
         )
         for n, (role, heard, generated, interrupted, confidence) in enumerate(DEMO_TURNS)
     )

@@ -7,6 +7,7 @@ from django.db.models import Count, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from agents.models import Persona
+from calls.transcript import ToolCallLine, tool_call_lines
 from voiceproject.models import TimestampedModel
 
 
@@ -165,3 +166,8 @@ class Turn(models.Model):
         if not self.interrupted or not self.generated_text.startswith(self.text):
             return ""
         return self.generated_text[len(self.text) :]
+
+    @property
+    def tool_call_lines(self) -> list[ToolCallLine]:
+        """The tools the model asked for in this turn, worded for the transcript."""
+        return tool_call_lines(self.tool_calls)

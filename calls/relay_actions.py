@@ -4,6 +4,9 @@ Twilio asks this with SessionStatus `completed` (the caller hung up), `ended` (o
 `end`, maybe with handoff data) or `failed` (an error, e.g. our socket dropped). A call that is
 still up after a failure is reconnected, without a greeting, to resume its stored conversation,
 at most MAX_RECONNECTS times; then the caller hears an apology and the call ends.
+
+The engine's handoff data is JSON with an `action`: `transfer` dials the persona's handoff number
+(`calls/transfers.py`), `end` hangs up (the agent already said goodbye).
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from twilio.twiml.voice_response import VoiceResponse
 
 from calls.lifecycle import call_ended, reopen_locked_call
 from calls.models import Call
-from calls.twiml import connect_relay_twiml
+from calls.transfers import no_one_available_twiml, transfer_twiml
+from calls.twiml import connect_relay_twiml, say_and_hang_up
 
 logger = logging.getLogger(__name__)
 
@@ -68,18 +71,28 @@ class Reply:
     ends_call: bool
 
 
-def say_and_hang_up(text: str | None = None) -> str:
-    response = VoiceResponse()
-    if text:
-        response.say(text)
-    response.hangup()
-    return str(response)
-
-
 def handoff_reply(call: Call, handoff: Any) -> Reply:
-    """What to do when the agent ended the session with handoff data: for now a polite goodbye.
-    The one place to add transfers (a `<Dial>` that keeps the call up: ends_call=False)."""
-    return Reply(say_and_hang_up(HANDOFF_GOODBYE), ends_call=True)
+    """What to do when the agent ended the session with handoff data (the call is still up).
+
+    `transfer` dials the persona's handoff number, or apologises when it has none; `end` just
+    hangs up, since the agent has said goodbye; anything else gets a polite goodbye.
+    """
+    action = handoff.get("action") if isinstance(handoff, dict) else None
+    if action == "end":
+        return Reply(say_and_hang_up(), ends_call=True)
+    if action != "transfer":
+        return Reply(say_and_hang_up(HANDOFF_GOODBYE), ends_call=True)
+    number = call.persona.handoff_number
+    if not number:
+        logger.warning(
+            "call %s: transfer asked for, but %s has no handoff number", call.call_sid, call.persona
+        )
+        return Reply(no_one_available_twiml(), ends_call=True)
+    if call.is_over and not reopen_locked_call(call):
+        return Reply(say_and_hang_up(), ends_call=True)  # Twilio already reported the call over
+    call.metadata["handoff"] = {**handoff, "transfer_to": number}
+    logger.info("call %s: transferring to %s", call.call_sid, number)
+    return Reply(transfer_twiml(number), ends_call=False)  # the dial action ends it
 
 
 def _reconnect_or_apologise(call: Call) -> Reply:
@@ -102,7 +115,7 @@ def session_end_reply(call: Call, end: SessionEnd) -> Reply:
     """The decision: reconnect, hand off, or hang up."""
     if end.session_status == "failed" and end.call_is_up:
         return _reconnect_or_apologise(call)
-    if end.session_status == "ended" and end.handoff_data:
+    if end.session_status == "ended" and end.handoff_data and end.call_is_up:
         return handoff_reply(call, call.metadata["handoff"])
     if end.session_status not in ("completed", "ended", "failed"):
         logger.warning("call %s: unknown SessionStatus %r; hanging up", call.call_sid, end.session_status)

@@ -10,4 +10,5 @@ urlpatterns = [
     path("twilio/voice/", views.voice, name="twilio-voice"),
     path("twilio/status/", views.twilio_status, name="twilio-status"),
     path("twilio/relay-action/", views.twilio_relay_action, name="twilio-relay-action"),
+    path("twilio/dial-action/", views.twilio_dial_action, name="twilio-dial-action"),
 ]

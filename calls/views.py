@@ -13,6 +13,7 @@ from calls.call_status import StatusEvent, call_status_record
 from calls.relay_actions import SessionEnd, relay_action_twiml
 from calls.services import NoPersonaAvailable, call_start
 from calls.signatures import webhook_signature_is_valid
+from calls.transfers import DialEnd, dial_action_twiml
 from calls.twiml import connect_relay_twiml, unavailable_twiml
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,17 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
 @require_POST
 def twilio_relay_action(request: HttpRequest) -> HttpResponse:
     """`POST /twilio/relay-action/`: the `<Connect action>` once a relay session ends; answers the
-    TwiML that continues the call (reconnect, goodbye or hang up)."""
+    TwiML that continues the call (reconnect, transfer, goodbye or hang up)."""
     if not webhook_signature_is_valid(request):
         return HttpResponseForbidden()
     return twiml_response(relay_action_twiml(SessionEnd.from_params(request.POST)))
+
+
+@csrf_exempt
+@require_POST
+def twilio_dial_action(request: HttpRequest) -> HttpResponse:
+    """`POST /twilio/dial-action/`: the `<Dial action>` once a transfer to a human ends; records
+    how it went and ends the call (with an apology when nobody answered)."""
+    if not webhook_signature_is_valid(request):
+        return HttpResponseForbidden()
+    return twiml_response(dial_action_twiml(DialEnd.from_params(request.POST)))

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from agents.models import Persona, PhoneNumber
+from agents.models import Persona, PersonaLanguage, PhoneNumber
 from agents.services import persona_duplicate
 
 pytestmark = pytest.mark.django_db
@@ -91,3 +91,37 @@ def test_duplicate_makes_an_inactive_editable_copy(default_persona):
     assert first.system_prompt == default_persona.system_prompt
     assert not first.is_default and not first.is_active
     assert Persona.objects.filter(is_default=True).count() == 1
+
+
+def test_duplicate_copies_the_languages_but_not_the_numbers(default_persona):
+    PersonaLanguage.objects.create(persona=default_persona, code="es-MX", voice="es-US-Journey-F")
+    PhoneNumber.objects.create(number="+14155550111", persona=default_persona)
+    copy = persona_duplicate(persona=default_persona)
+    assert list(copy.languages.values_list("code", "voice")) == [("es-MX", "es-US-Journey-F")]
+    assert default_persona.languages.count() == 1 and not copy.phone_numbers.exists()
+
+
+def test_transfers_need_a_handoff_number(default_persona):
+    default_persona.transfer_enabled = True
+    default_persona.handoff_number = ""
+    with pytest.raises(ValidationError) as excinfo:
+        default_persona.full_clean()
+    assert "need a number to dial" in str(excinfo.value.message_dict["handoff_number"])
+    default_persona.handoff_number = "+14155550177"
+    default_persona.full_clean()
+
+
+def test_a_handoff_number_must_be_e164(default_persona):
+    default_persona.handoff_number = "555 0177"
+    with pytest.raises(ValidationError) as excinfo:
+        default_persona.full_clean()
+    assert "handoff_number" in excinfo.value.message_dict
+
+
+@pytest.mark.parametrize("code", ["en-US", "en-us"])
+def test_a_persona_language_may_not_repeat_its_own_language(default_persona, code):
+    assert default_persona.language == "en-US"
+    with pytest.raises(ValidationError) as excinfo:
+        PersonaLanguage(persona=default_persona, code=code).full_clean()
+    assert "own language already" in str(excinfo.value.message_dict["code"])
+    PersonaLanguage(persona=default_persona, code="es-MX").full_clean()

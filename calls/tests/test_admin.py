@@ -117,3 +117,70 @@ def test_anonymous_visitors_are_sent_to_the_login_page(client, url):
 def test_a_demo_call_page_for_an_anonymous_visitor_redirects(client, demo_call):
     response = client.get(reverse("admin:calls_call_change", args=[demo_call.pk]))
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def tool_calls_of(html: str, sequence: int) -> list[tuple[str, str, str]]:
+    """(classes, call, outcome) of each tool call shown under one turn."""
+    start = html.index(f'data-sequence="{sequence}"')
+    end = html.find('data-sequence="', start + 1)
+    block = html[start : end if end > 0 else len(html)]
+    return re.findall(
+        r'<li class="tool-call ([\w -]+)"[^>]*><span class="call">(.*?)</span> — '
+        r'<span class="outcome">(.*?)</span></li>',
+        block,
+        re.S,
+    )
+
+
+def test_the_demo_calls_last_agent_turn_shows_its_executed_end_call(staff_client, demo_call):
+    last = demo_call.turns.in_order().last()
+    assert last.role == Turn.Role.ASSISTANT
+    html = staff_client.get(reverse("admin:calls_call_change", args=[demo_call.pk])).content.decode()
+    assert tool_calls_of(html, last.sequence) == [
+        ("executed", "end_call(reason=&quot;caller said goodbye&quot;)", "executed")
+    ]
+    assert html.count('class="tool-call ') == 1  # only that turn has one
+
+
+def test_tool_calls_that_did_not_run_are_shown_apart_with_their_reason(staff_client, default_persona):
+    call = Call.objects.create(call_sid="CA" + "6" * 32, persona=default_persona)
+    Turn.objects.create(
+        call=call, sequence=0, role=Turn.Role.USER, text="Hablo español. And a human, please."
+    )
+    Turn.objects.create(
+        call=call,
+        sequence=1,
+        role=Turn.Role.ASSISTANT,
+        text="Claro. Le paso con",
+        generated_text="Claro. Le paso con una persona.",
+        interrupted=True,
+        tool_calls=[
+            {
+                "name": "switch_language",
+                "arguments": {"code": "es-MX"},
+                "result": "switched to es-MX",
+                "executed": True,
+            },
+            {
+                "name": "transfer_to_human",
+                "arguments": {"reason": "asked for a person", "summary": "Wants <help> & more"},
+                "result": "not executed: caller interrupted",
+                "executed": False,
+            },
+            {"name": "end_call", "arguments": {}, "result": "", "executed": False},
+        ],
+    )
+    html = staff_client.get(reverse("admin:calls_call_change", args=[call.pk])).content.decode()
+    assert tool_calls_of(html, 1) == [
+        ("executed", "switch_language(code=&quot;es-MX&quot;)", "executed"),
+        (
+            "not-executed",
+            "transfer_to_human(reason=&quot;asked for a person&quot;, "
+            "summary=&quot;Wants &lt;help&gt; &amp; more&quot;)",
+            "not executed: caller interrupted",
+        ),
+        ("not-executed", "end_call()", "not executed"),
+    ]
+    assert 'title="switched to es-MX"' in html
+    assert ".transcript .tool-call.not-executed" in html and "dashed" in html
+    assert tool_calls_of(html, 0) == []

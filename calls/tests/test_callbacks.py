@@ -8,14 +8,18 @@ from xml.etree import ElementTree
 
 import pytest
 
+from agents.models import Persona
 from calls.lifecycle import call_ended
 from calls.models import Call
 from calls.relay_actions import APOLOGY, HANDOFF_GOODBYE, MAX_RECONNECTS
+from calls.transfers import DIAL_APOLOGY, NO_ONE_AVAILABLE, TRANSFERRING
 
 pytestmark = pytest.mark.django_db
 
 STATUS = "/twilio/status/"
 ACTION = "/twilio/relay-action/"
+DIAL_ACTION = "/twilio/dial-action/"
+HUMAN = "+14155550177"
 SID = "CA" + "5" * 32
 
 
@@ -51,11 +55,13 @@ def verbs(response) -> list[str]:
 # --- signatures ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [STATUS, ACTION])
+@pytest.mark.parametrize("path", [STATUS, ACTION, DIAL_ACTION])
 @pytest.mark.parametrize("signature", ["not-a-valid-signature", ""])
 def test_callbacks_with_a_bad_or_missing_signature_are_refused(twilio_post, call, path, signature):
     response = twilio_post(
-        path, {"CallSid": SID, "CallStatus": "completed", "SessionStatus": "completed"}, signature=signature
+        path,
+        {"CallSid": SID, "CallStatus": "completed", "SessionStatus": "completed", "DialCallStatus": "busy"},
+        signature=signature,
     )
     assert response.status_code == 403
     call.refresh_from_db()
@@ -72,7 +78,7 @@ def test_a_signature_for_other_parameters_is_refused(twilio_post, call, twilio_t
     assert response.status_code == 403
 
 
-@pytest.mark.parametrize("path", [STATUS, ACTION])
+@pytest.mark.parametrize("path", [STATUS, ACTION, DIAL_ACTION])
 def test_callbacks_take_only_post(client, path):
     assert client.get(path).status_code == 405
 
@@ -202,6 +208,7 @@ def test_a_dropped_socket_reconnects_without_a_greeting_then_gives_up_with_an_ap
         assert connect.get("action") == "https://switchboard.example.com/twilio/relay-action/"
         relay = connect.find("ConversationRelay")
         assert relay is not None and "welcomeGreeting" not in relay.attrib
+        assert "welcomeGreetingInterruptible" not in relay.attrib
         assert relay.get("url") == "wss://switchboard.example.com/ws/relay/"
         params = {p.get("name"): p.get("value") for p in relay.findall("Parameter")}
         assert params["call_id"] == str(call.pk)
@@ -252,3 +259,131 @@ def test_a_call_twilio_reported_over_is_not_reconnected(twilio_post, call):
 
 def test_a_relay_action_for_an_unknown_call_hangs_up(twilio_post, db):
     assert verbs(action(twilio_post, "failed")) == ["Hangup"]
+
+
+# --- handoffs: end, transfer, and the <Dial action> ---------------------------------------------
+
+
+def handoff(**data: str) -> str:
+    return json.dumps(data)
+
+
+def dial_action(twilio_post, dial_status: str, **extra: str):
+    params = {"CallSid": SID, "CallStatus": "in-progress", "DialCallStatus": dial_status, **extra}
+    return twilio_post(DIAL_ACTION, {"DialCallSid": "CA" + "7" * 32, **params})
+
+
+@pytest.fixture
+def transferable(call) -> Call:
+    Persona.objects.filter(pk=call.persona_id).update(transfer_enabled=True, handoff_number=HUMAN)
+    return call
+
+
+def test_an_end_handoff_just_hangs_up_after_the_agents_goodbye(
+    twilio_post, call, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as enqueued:
+        response = action(twilio_post, "ended", HandoffData=handoff(action="end", reason="caller said bye"))
+    assert verbs(response) == ["Hangup"]
+    call.refresh_from_db()
+    assert call.metadata["handoff"] == {"action": "end", "reason": "caller said bye"}
+    assert call.is_over and call.metadata["ended_by"] == "relay-action" and len(enqueued) == 1
+
+
+def test_an_unknown_handoff_action_gets_the_polite_goodbye(twilio_post, call):
+    root = twiml(action(twilio_post, "ended", HandoffData=handoff(action="escalate")))
+    assert [element.tag for element in root] == ["Say", "Hangup"]
+    assert root.find("Say").text == HANDOFF_GOODBYE
+
+
+def test_a_transfer_dials_the_personas_handoff_number(
+    twilio_post, transferable, django_capture_on_commit_callbacks
+):
+    data = {"action": "transfer", "reason": "billing dispute", "summary": "Caller disputes a charge."}
+    with django_capture_on_commit_callbacks() as enqueued:
+        root = twiml(action(twilio_post, "ended", HandoffData=json.dumps(data)))
+    assert [element.tag for element in root] == ["Say", "Dial"]
+    assert root.find("Say").text == TRANSFERRING
+    dial = root.find("Dial")
+    assert dial.text == HUMAN
+    assert dial.get("action") == "https://switchboard.example.com/twilio/dial-action/"
+    assert dial.get("timeout") == "25"
+    call = Call.objects.get(pk=transferable.pk)
+    assert call.metadata["handoff"] == {**data, "transfer_to": HUMAN}
+    # The caller is still on the line, now with a person: the call is not over yet.
+    assert not call.is_over and call.summary_requested_at is None and enqueued == []
+
+
+def test_a_transfer_reopens_a_call_only_our_socket_had_ended(
+    twilio_post, transferable, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks():
+        assert call_ended(call_id=transferable.pk, source="socket")
+        response = action(twilio_post, "ended", HandoffData=handoff(action="transfer", reason="asked"))
+    assert verbs(response) == ["Say", "Dial"]
+    call = Call.objects.get(pk=transferable.pk)
+    assert call.status == Call.Status.IN_PROGRESS and call.ended_at is None
+    assert call.summary_requested_at is None  # asked for again when the transfer ends
+
+
+def test_a_transfer_without_a_handoff_number_apologises_and_hangs_up(twilio_post, call):
+    assert call.persona.handoff_number == ""
+    root = twiml(action(twilio_post, "ended", HandoffData=handoff(action="transfer", reason="asked")))
+    assert [element.tag for element in root] == ["Say", "Hangup"]
+    assert root.find("Say").text == NO_ONE_AVAILABLE
+    assert root.find("Dial") is None
+    call.refresh_from_db()
+    assert call.is_over and call.metadata["handoff"] == {"action": "transfer", "reason": "asked"}
+
+
+def test_a_transfer_after_the_caller_hung_up_dials_nobody(twilio_post, transferable):
+    response = action(
+        twilio_post, "ended", call_status="completed", HandoffData=handoff(action="transfer", reason="x")
+    )
+    assert verbs(response) == ["Hangup"]
+    call = Call.objects.get(pk=transferable.pk)
+    assert call.is_over and "transfer_to" not in call.metadata["handoff"]
+
+
+@pytest.mark.parametrize("dial_status", ["busy", "no-answer", "failed", "canceled"])
+def test_a_transfer_nobody_took_ends_with_an_apology(
+    twilio_post, transferable, dial_status, django_capture_on_commit_callbacks
+):
+    action(twilio_post, "ended", HandoffData=handoff(action="transfer", reason="asked"))
+    with django_capture_on_commit_callbacks() as enqueued:
+        root = twiml(dial_action(twilio_post, dial_status, DialCallDuration="0"))
+    assert [element.tag for element in root] == ["Say", "Hangup"]
+    assert root.find("Say").text == DIAL_APOLOGY
+    call = Call.objects.get(pk=transferable.pk)
+    assert call.metadata["handoff"] == {
+        "action": "transfer",
+        "reason": "asked",
+        "transfer_to": HUMAN,
+        "dial_status": dial_status,
+        "dial_duration": 0,
+    }
+    assert call.is_over and call.metadata["ended_by"] == "dial-action"
+    assert call.summary_status == Call.SummaryStatus.QUEUED and len(enqueued) == 1
+
+
+def test_a_completed_transfer_hangs_up_and_records_how_long_it_lasted(twilio_post, transferable):
+    action(twilio_post, "ended", HandoffData=handoff(action="transfer", reason="asked"))
+    response = dial_action(twilio_post, "completed", DialCallDuration="312")
+    assert verbs(response) == ["Hangup"]
+    call = Call.objects.get(pk=transferable.pk)
+    assert call.metadata["handoff"]["dial_status"] == "completed"
+    assert call.metadata["handoff"]["dial_duration"] == 312
+    assert call.is_over
+
+
+def test_a_dial_action_without_our_handoff_keeps_what_was_stored(twilio_post, call):
+    Call.objects.filter(pk=call.pk).update(metadata={"handoff": "free text"})
+    dial_action(twilio_post, "no-answer")
+    call.refresh_from_db()
+    assert call.metadata["handoff"] == {"data": "free text", "dial_status": "no-answer"}
+
+
+def test_a_dial_action_for_an_unknown_call_hangs_up(twilio_post, db, caplog):
+    with caplog.at_level(logging.WARNING, logger="calls.transfers"):
+        assert verbs(dial_action(twilio_post, "completed")) == ["Hangup"]
+    assert "unknown call" in caplog.text

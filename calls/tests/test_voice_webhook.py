@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from twilio.request_validator import RequestValidator
 
-from agents.models import Persona, PhoneNumber
+from agents.models import Persona, PersonaLanguage, PhoneNumber
 from calls.models import Call, Turn
 
 pytestmark = pytest.mark.django_db
@@ -145,6 +145,71 @@ def test_a_persona_without_a_greeting_lets_the_caller_speak_first(twilio_post, d
     assert relay.get("welcomeGreeting") is None
     assert relay.get("voice") is None  # the provider's default voice
     assert not Turn.objects.filter(call__call_sid=CALL_SID).exists()
+
+
+def test_keypad_input_turns_on_dtmf_detection(twilio_post, default_persona):
+    assert relay_of(twilio_post(VOICE, voice_params())).get("dtmfDetection") is None
+    Persona.objects.filter(pk=default_persona.pk).update(dtmf_enabled=True)
+    relay = relay_of(twilio_post(VOICE, voice_params(CallSid="CA" + "b2" * 16)))
+    assert relay.get("dtmfDetection") == "true"
+
+
+def test_the_greeting_interruptible_mode_comes_only_with_a_greeting(twilio_post, default_persona):
+    Persona.objects.filter(pk=default_persona.pk).update(interruptible=Persona.Interruptible.DTMF)
+    relay = relay_of(twilio_post(VOICE, voice_params()))
+    assert relay.get("welcomeGreetingInterruptible") == "dtmf"
+    Persona.objects.filter(pk=default_persona.pk).update(welcome_greeting="")
+    relay = relay_of(twilio_post(VOICE, voice_params(CallSid="CA" + "b3" * 16)))
+    assert "welcomeGreeting" not in relay.attrib
+    assert "welcomeGreetingInterruptible" not in relay.attrib
+    assert relay.get("interruptible") == "dtmf"
+
+
+def test_each_language_it_may_switch_to_is_declared_with_its_own_language_first(twilio_post, default_persona):
+    Persona.objects.filter(pk=default_persona.pk).update(
+        language="en-US",
+        voice="en-US-Journey-O",
+        tts_provider=Persona.TtsProvider.GOOGLE,
+        transcription_provider=Persona.TranscriptionProvider.GOOGLE,
+    )
+    PersonaLanguage.objects.create(
+        persona=default_persona,
+        code="es-MX",
+        voice="es-US-Journey-F",
+        tts_provider=Persona.TtsProvider.GOOGLE,
+        transcription_provider=Persona.TranscriptionProvider.DEEPGRAM,
+        speech_model="nova-3-general",
+    )
+    PersonaLanguage.objects.create(persona=default_persona, code="fr-FR")  # inherits everything
+    relay = relay_of(twilio_post(VOICE, voice_params()))
+
+    languages = [dict(element.attrib) for element in relay.findall("Language")]
+    assert languages == [
+        {
+            "code": "en-US",
+            "voice": "en-US-Journey-O",
+            "ttsProvider": "Google",
+            "transcriptionProvider": "Google",
+        },
+        {
+            "code": "es-MX",
+            "voice": "es-US-Journey-F",
+            "ttsProvider": "Google",
+            "transcriptionProvider": "Deepgram",
+            "speechModel": "nova-3-general",
+        },
+        {"code": "fr-FR"},
+    ]
+    assert relay.get("language") == "en-US"  # declaring languages activates none of them
+    call = Call.objects.get(call_sid=CALL_SID)
+    assert parameters_of(relay) == {"call_id": str(call.pk), "persona_id": str(default_persona.pk)}
+
+
+def test_a_persona_without_other_languages_declares_none(twilio_post, default_persona):
+    # Only a bulk create can add its own language (PersonaLanguage.clean refuses it): still none.
+    PersonaLanguage.objects.create(persona=default_persona, code=default_persona.language)
+    relay = relay_of(twilio_post(VOICE, voice_params()))
+    assert relay.findall("Language") == []
 
 
 def test_no_persona_to_answer_gets_an_apology_and_a_hang_up(twilio_post, default_persona, caplog):
