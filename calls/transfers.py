@@ -25,7 +25,6 @@ logger = logging.getLogger(__name__)
 DIAL_ACTION = "dial-action"
 DIAL_ACTION_PATH = "/twilio/dial-action/"
 DIAL_TIMEOUT_SECONDS = 25
-TRANSFERRING = "Transferring you now."
 NO_ONE_AVAILABLE = (
     "I'm sorry, there's no one available to take your call right now. Someone will call you back."
 )
@@ -35,9 +34,9 @@ CONNECTED = frozenset({"completed", "answered"})
 
 
 def transfer_twiml(number: str) -> str:
-    """Tell the caller, then dial the human; the Dial's action reports how that went."""
+    """Dial the human; the Dial's action reports how that went. No <Say>: the agent announced
+    the transfer in its own voice before handing the call back."""
     response = VoiceResponse()
-    response.say(TRANSFERRING)
     response.dial(number, action=public_url(DIAL_ACTION_PATH), timeout=DIAL_TIMEOUT_SECONDS)
     return str(response)
 
