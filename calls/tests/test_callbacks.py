@@ -319,7 +319,7 @@ def test_a_transfer_reopens_a_call_only_our_socket_had_ended(
     with django_capture_on_commit_callbacks():
         assert call_ended(call_id=transferable.pk, source="socket")
         response = action(twilio_post, "ended", HandoffData=handoff(action="transfer", reason="asked"))
-    assert verbs(response) == ["Say", "Dial"]
+    assert verbs(response) == ["Dial"]
     call = Call.objects.get(pk=transferable.pk)
     assert call.status == Call.Status.IN_PROGRESS and call.ended_at is None
     assert call.summary_requested_at is None  # asked for again when the transfer ends
