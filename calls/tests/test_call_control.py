@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from xml.etree import ElementTree
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from agents.models import Persona, PersonaLanguage
@@ -98,6 +100,20 @@ async def test_transfer_to_human_hands_the_call_back_with_the_reason_and_summary
     frames = await frames_until(caller, "end")
     assert json.loads(frames[-1]["handoffData"]) == {"action": "transfer", **arguments}
     assert {t["name"] for t in fake_anthropic.requests[0]["tools"]} == {"end_call", "transfer_to_human"}
+    await caller.hang_up()
+
+    # Twilio hands the call back with the handoff data; the answer dials the persona's human.
+    response = await sync_to_async(twilio_post)(
+        "/twilio/relay-action/",
+        {
+            "CallSid": CALL_SID,
+            "CallStatus": "in-progress",
+            "SessionStatus": "ended",
+            "HandoffData": frames[-1]["handoffData"],
+        },
+    )
+    dial = ElementTree.fromstring(response.content).find("Dial")
+    assert dial is not None and dial.text == "+14155550999"
 
 
 async def test_a_terminal_tool_whose_goodbye_the_caller_interrupts_is_never_executed(
