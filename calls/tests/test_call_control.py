@@ -84,7 +84,7 @@ async def test_end_call_says_goodbye_first_then_ends_the_session(relay, call, fa
 
 
 async def test_transfer_to_human_hands_the_call_back_with_the_reason_and_summary(
-    relay, call, persona, fake_anthropic
+    relay, call, persona, fake_anthropic, twilio_post
 ):
     persona.transfer_enabled, persona.handoff_number = True, "+14155550999"
     await persona.asave()
