@@ -7,17 +7,15 @@ same response directly: only text deltas are decoded, everything else is a strin
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import anthropic
 import httpx2
 
-from agents.llm.base import ChatMessage, ProviderError, ReplyStream, ToolCall, ToolSpec
+from agents.llm.base import ChatMessage, ProviderError, ReplyStream, SharedClient, ToolCall, ToolSpec
 from agents.llm.tools import ToolCallAssembler
 from agents.models import Persona
 
@@ -27,25 +25,12 @@ logger = logging.getLogger(__name__)
 TIMEOUT = anthropic.Timeout(30.0, connect=5.0)
 
 
-class AnthropicProvider:
-    # One client per event loop: its connection pool belongs to the loop that opened it.
-    _shared: weakref.WeakKeyDictionary[
-        asyncio.AbstractEventLoop, dict[tuple[str, str], AnthropicProvider]
-    ] = weakref.WeakKeyDictionary()
-
-    def __init__(self, client: anthropic.AsyncAnthropic) -> None:
-        self.client = client
-
+class AnthropicProvider(SharedClient):
     @classmethod
-    def shared(cls, *, api_key: str, base_url: str = "") -> AnthropicProvider:
-        per_loop = cls._shared.setdefault(asyncio.get_running_loop(), {})
-        key = (api_key, base_url)
-        if key not in per_loop:
-            client = anthropic.AsyncAnthropic(
-                api_key=api_key, base_url=base_url or None, timeout=TIMEOUT, max_retries=2
-            )
-            per_loop[key] = cls(client)
-        return per_loop[key]
+    def make_client(cls, *, api_key: str, base_url: str) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(
+            api_key=api_key, base_url=base_url or None, timeout=TIMEOUT, max_retries=2
+        )
 
     async def stream_reply(
         self,

@@ -7,10 +7,12 @@ SDK's stream, calls `write(token)` for every text delta, stops as soon as `abort
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict
+from typing import Any, ClassVar, Protocol, Self, TypedDict
 
 from agents.models import Persona
 
@@ -113,3 +115,29 @@ class LLMProvider(Protocol):
     ) -> list[ToolCall]:
         """Stream the reply's text into `reply`; return the tool calls the model asked for."""
         ...
+
+
+class SharedClient:
+    """Providers built around an SDK client, one per (event loop, API key, base URL): a client's
+    connection pool belongs to the loop that opened it, and reusing it skips a TLS handshake per reply."""
+
+    _instances: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Any]]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._instances = weakref.WeakKeyDictionary()
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    @classmethod
+    def make_client(cls, *, api_key: str, base_url: str) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def shared(cls, *, api_key: str, base_url: str = "") -> Self:
+        per_loop = cls._instances.setdefault(asyncio.get_running_loop(), {})
+        key = (api_key, base_url)
+        if key not in per_loop:
+            per_loop[key] = cls(cls.make_client(api_key=api_key, base_url=base_url))
+        return per_loop[key]

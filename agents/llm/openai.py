@@ -9,16 +9,14 @@ SSE lines of the same response directly, up to `data: [DONE]`.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import httpx2
 import openai
 
-from agents.llm.base import ChatMessage, ProviderError, ReplyStream, ToolCall, ToolSpec
+from agents.llm.base import ChatMessage, ProviderError, ReplyStream, SharedClient, ToolCall, ToolSpec
 from agents.llm.tools import ToolCallAssembler
 from agents.models import Persona
 
@@ -26,25 +24,10 @@ from agents.models import Persona
 TIMEOUT = openai.Timeout(30.0, connect=5.0)
 
 
-class OpenAIProvider:
-    # One client per event loop: its connection pool belongs to the loop that opened it.
-    _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], OpenAIProvider]] = (
-        weakref.WeakKeyDictionary()
-    )
-
-    def __init__(self, client: openai.AsyncOpenAI) -> None:
-        self.client = client
-
+class OpenAIProvider(SharedClient):
     @classmethod
-    def shared(cls, *, api_key: str, base_url: str = "") -> OpenAIProvider:
-        per_loop = cls._shared.setdefault(asyncio.get_running_loop(), {})
-        key = (api_key, base_url)
-        if key not in per_loop:
-            client = openai.AsyncOpenAI(
-                api_key=api_key, base_url=base_url or None, timeout=TIMEOUT, max_retries=2
-            )
-            per_loop[key] = cls(client)
-        return per_loop[key]
+    def make_client(cls, *, api_key: str, base_url: str) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(api_key=api_key, base_url=base_url or None, timeout=TIMEOUT, max_retries=2)
 
     async def stream_reply(
         self,
