@@ -424,20 +424,9 @@ def start_py_spy(path: str, pid: int) -> subprocess.Popen:
     exe = shutil.which("py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     if exe is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
-    command = [
-        exe,
-        "record",
-        "--pid",
-        str(pid),
-        "--output",
-        path,
-        "--format",
-        fmt,
-        "--rate",
-        "100",
-        "--nonblocking",
-        "--gil",
-    ]
+    # Python stacks of whichever thread holds the GIL: where the server's CPU goes. py-spy pauses
+    # the server for each sample (unpaused samples come out truncated), so latencies are inflated.
+    command = [exe, "record", "--pid", str(pid), "--output", path, "--format", fmt, "--rate", "100", "--gil"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL)
 
 
@@ -580,7 +569,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=25.0, help="the fake's tokens a second")
     parser.add_argument("--tokens", type=int, default=50, help="the fake's tokens a reply")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--py-spy", metavar="FILE", help="profile the server during the load")
+    parser.add_argument(
+        "--py-spy", metavar="FILE", help="profile the server during the load (its latencies then suffer)"
+    )
     args = parser.parse_args()
     if args.prompts <= INTERRUPTED_PROMPT + 1 or args.tokens <= INTERRUPT_AFTER or args.calls < 1:
         parser.error("needs at least 4 prompts, more than 10 tokens a reply and 1 call")
