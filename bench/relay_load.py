@@ -5,13 +5,14 @@ to the first token, 25 tokens/s, 50 tokens a reply, every token naming its reque
 ONE server process (daphne, or uvicorn with uvloop and httptools) serves the real ASGI app on
 PostgreSQL (database switchboard_bench, created and migrated first), DEBUG off, no Redis. This
 process plays Twilio for N calls started evenly over 5 s. Each call opens a signed socket, sends
-`setup`, then 4 prompts, each 500 ms after setup or the previous reply's `last:true`. The 3rd reply is
-interrupted after its 10th token: the call sends `interrupt` with the text received so far and,
-at once, the 4th prompt (a caller talking over the agent). Then it hangs up.
+`setup`, then 4 prompts, each 500 ms after setup or after the previous reply's `last:true`. The
+3rd reply is interrupted after its 10th token: the call sends `interrupt` with the text received
+so far and, at once, the 4th prompt (a caller talking over the agent). Then it hangs up. A warm-up
+call with one prompt goes first: the server's first reply pays for lazy imports (shown alone).
 
-Metrics. A warm-up call with one prompt goes first (its cold first token is shown alone).
+Metrics.
 - Added first-token latency: prompt sent -> first text token received, minus the fake's time to
-  first token. Every prompt counts; the ones sent right behind an interrupt are also shown alone.
+  first token. All prompts together, then each prompt of the call alone.
 - Added inter-token delay: the gap between consecutive tokens of one reply minus the fake's
   interval (1/rate); negative when tokens bunch up behind a late one.
 - Fake alone: the same two numbers for streams this process reads straight from the fake, one
@@ -35,7 +36,8 @@ Metrics. A warm-up call with one prompt goes first (its cold first token is show
 Run (PostgreSQL on 127.0.0.1:5432, user postgres; nothing leaves 127.0.0.1):
     .venv/bin/python -m bench.relay_load --calls 200 --server daphne --json /tmp/daphne-200.json
     .venv/bin/python -m bench.relay_load --calls 500 --server uvicorn
-Add --py-spy /tmp/profile.svg (.json: speedscope, else raw stacks) to profile the server under load.
+Add --py-spy /tmp/profile.svg (.json: speedscope, else raw stacks) to profile the server under load
+(py-spy is in requirements-dev.txt).
 """
 
 from __future__ import annotations
@@ -364,16 +366,8 @@ def child_env(**values: str) -> dict[str, str]:
 
 def server_command(args: argparse.Namespace, port: int) -> list[str]:
     if args.server == "daphne":
-        return [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "voiceproject.asgi:application",
-        ]
+        daphne = ("-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "voiceproject.asgi:application")
+        return [sys.executable, *daphne]
     return [
         *(sys.executable, "-m", "uvicorn", "voiceproject.asgi:application"),
         *("--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--lifespan", "off"),
