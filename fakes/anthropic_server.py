@@ -6,7 +6,7 @@ It records every request body and, for each stream, how many tokens went out and
 client closed it before the end (what an interrupt must do).
 
 Run standalone for the benchmark:
-    python -m fakes.anthropic_server --port 8765 --ttft 0.3 --rate 25 --tokens 50
+    python -m fakes.anthropic_server --port 8765 --ttft 0.3 --rate 25 --tokens 50 [--tagged]
 """
 
 from __future__ import annotations
@@ -275,11 +275,16 @@ def main() -> None:
     parser.add_argument("--ttft", type=float, default=0.3, help="seconds to the first token")
     parser.add_argument("--rate", type=float, default=25.0, help="tokens per second")
     parser.add_argument("--tokens", type=int, default=50, help="tokens per reply")
+    parser.add_argument(
+        "--tagged", action="store_true", help='tokens name their request: " r17w0", " r17w1", ...'
+    )
     args = parser.parse_args()
     words = [f" word{n}" for n in range(args.tokens)]
     fake = FakeAnthropic(ttft=args.ttft, interval=1 / args.rate, default=FakeReply(tokens=words))
     # Benchmarks make thousands of requests: keep only counts, not bodies.
     fake.requests = _CountingList()
+    if args.tagged:
+        fake.replies = _TaggedReplies(args.tokens)
 
     async def run() -> None:
         url = await fake.serve(args.host, args.port)
@@ -288,6 +293,23 @@ def main() -> None:
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+
+
+class _TaggedReplies(deque):
+    """An endless reply queue whose n-th reply is " r{n}w0", " r{n}w1", ...: a client can then tell
+    the tokens of an interrupted reply from those of the next one."""
+
+    def __init__(self, tokens: int) -> None:
+        super().__init__()
+        self.tokens = tokens
+        self.numbers = itertools.count(1)
+
+    def __bool__(self) -> bool:
+        return True
+
+    def popleft(self) -> FakeReply:
+        n = next(self.numbers)
+        return FakeReply(tokens=[f" r{n}w{i}" for i in range(self.tokens)])
 
 
 class _CountingList(list):
