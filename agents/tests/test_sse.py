@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from agents.llm.sse import sse_events
+
+
+async def chunks(*parts: bytes):
+    for part in parts:
+        yield part
+
+
+async def collect(*parts: bytes) -> list[tuple[bytes, bytes]]:
+    return [event async for event in sse_events(chunks(*parts))]
+
+
+async def test_events_split_across_chunks_arrive_whole_and_in_order():
+    assert await collect(
+        b"event: ping\ndata: {}\n\nevent: content_block_delta\nda",
+        b'ta: {"a":1}\n',
+        b"\nevent: message_stop\ndata: {}\n\n",
+    ) == [(b"ping", b"{}"), (b"content_block_delta", b'{"a":1}'), (b"message_stop", b"{}")]
+
+
+async def test_nameless_events_comments_and_crlf_lines():
+    assert await collect(b": keep-alive\r\n\r\ndata: [DONE]\r\n\r\n") == [(b"", b"[DONE]")]
+
+
+async def test_multiline_data_is_joined_and_an_unterminated_event_is_not_emitted():
+    assert await collect(b"data: one\ndata: two\n\ndata: cut") == [(b"", b"one\ntwo")]
