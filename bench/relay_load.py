@@ -3,7 +3,8 @@
 Workload. A fake Anthropic API runs in its own process (fakes/anthropic_server.py --tagged: 300 ms
 to the first token, 25 tokens/s, 50 tokens a reply, every token naming its request, " r17w3").
 ONE server process (daphne, or uvicorn with uvloop and httptools) serves the real ASGI app on
-PostgreSQL (database switchboard_bench, created and migrated first), DEBUG off, no Redis. This
+PostgreSQL (database switchboard_bench, created and migrated first), DEBUG off, Redis DB 9 as the
+Celery broker (end-of-call summaries are enqueued there, as in production; no worker runs). This
 process plays Twilio for N calls started evenly over 5 s. Each call opens a signed socket, sends
 `setup`, then 4 prompts, each 500 ms after setup or after the previous reply's `last:true`. The
 3rd reply is interrupted after its 10th token: the call sends `interrupt` with the text received
@@ -63,6 +64,7 @@ from pathlib import Path
 import aiohttp
 import psutil
 import psycopg
+import redis
 import uvloop
 import websockets
 from twilio.request_validator import RequestValidator
@@ -70,6 +72,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "switchboard_bench"
+REDIS_URL = "redis://127.0.0.1:6379/9"  # the server's Celery broker, emptied before each run
 TWILIO_TOKEN = "bench-token"
 INTERRUPTED_PROMPT = 2  # 0-based: the 3rd reply is interrupted...
 INTERRUPT_AFTER = 10  # ...after this many tokens
@@ -190,7 +193,7 @@ class Call:
 
 
 def tag_of(token: str) -> str:
-    return token.partition("w")[0]  # " r17w3" -> " r17"
+    return token.strip().partition("w")[0]  # " r17w3" -> "r17" (speech filters may trim the first)
 
 
 def open_socket(url: str, signature: str) -> connect:
@@ -453,8 +456,11 @@ def run(args: argparse.Namespace) -> dict:
         PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
         TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
         LOG_LEVEL="WARNING",
+        # As in production: summaries are only enqueued (a worker elsewhere would run them).
+        REDIS_URL=REDIS_URL,
     )
     prepare_database(env)
+    redis.Redis.from_url(REDIS_URL).flushdb()
     fake_command = [sys.executable, "-m", "fakes.anthropic_server", "--tagged", "--port", str(fake_port)]
     fake_command += ["--ttft", str(args.ttft), "--rate", str(args.rate), "--tokens", str(args.tokens)]
     log = tempfile.NamedTemporaryFile("w", prefix=f"bench-{args.server}-", suffix=".log", delete=False)  # noqa: SIM115

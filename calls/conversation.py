@@ -30,11 +30,13 @@ from agents.llm import ProviderError, ReplyStream, provider_for
 from agents.llm.base import LLMProvider, ToolCall, ToolSpec
 from agents.llm.history import normalise_history
 from agents.models import Persona
+from calls.db import in_db_thread
 from calls.dtmf import DtmfCollector
 from calls.heard import heard_prefix
-from calls.lifecycle import acall_ended
+from calls.lifecycle import call_ended
 from calls.models import Call, Turn
 from calls.recorder import CallRecorder
+from calls.services import relay_session_start
 from calls.speech import MarkerDetector, PhraseChunker, SpeechCleaner, SpeechPipeline
 from calls.timers import Timers
 from calls.tools import END_CALL, SWITCH_LANGUAGE, TERMINAL, TRANSFER, tool_record, tools_for
@@ -120,15 +122,22 @@ class Conversation:
             if self.call is not None:
                 logger.warning("call %s: second setup ignored", start.call_sid)
                 return
-            self.call = await _call_for_session(start)
-            self.persona = self.call.persona
+            session = await in_db_thread(
+                relay_session_start,
+                call_sid=start.call_sid,
+                session_id=start.session_id,
+                from_number=start.from_number,
+                to_number=start.to_number,
+                direction=start.direction,
+                custom_parameters=start.custom_parameters,
+            )
+            self.call, self.persona = session.call, session.call.persona
             self.provider = provider_for(self.persona)
             self.turns = [
                 TurnState(t.sequence, t.role, t.text, t.generated_text, t.interrupted, t.tool_calls)
-                async for t in Turn.objects.filter(call=self.call).in_order()
+                for t in session.turns
             ]
-            extra = [code async for code in self.persona.languages.values_list("code", flat=True)]
-            self.languages = [self.persona.language, *extra]
+            self.languages = session.languages
             self.language = self.call.metadata.get("language", self.persona.language)
             self.tools = tools_for(self.persona, self.languages)
             self.recorder = CallRecorder(self.call)
@@ -192,7 +201,7 @@ class Conversation:
             if self.recorder is None:
                 return
             call_id = self.call.pk
-            self.recorder.then(lambda: acall_ended(call_id=call_id, source="socket"))
+            self.recorder.then(lambda: call_ended(call_id=call_id, source="socket"))
             await self.recorder.close()
 
     # --- turn taking ----------------------------------------------------------------------
@@ -528,29 +537,3 @@ def _handoff(call: ToolCall) -> dict[str, Any]:
     if call.name == TRANSFER:
         return {"action": "transfer", **arguments}
     return {"action": "end", **arguments}
-
-
-async def _call_for_session(start: CallStart) -> Call:
-    """The Call for this relay session, marked in progress; created when the webhook never ran."""
-    call = await Call.objects.select_related("persona").filter(call_sid=start.call_sid).afirst()
-    if call is None:
-        persona = await Persona.objects.afor_number(start.to_number)
-        call, _ = await Call.objects.select_related("persona").aget_or_create(
-            call_sid=start.call_sid,
-            defaults={
-                "persona": persona,
-                "from_number": start.from_number,
-                "to_number": start.to_number,
-                "direction": start.direction
-                if start.direction in Call.Direction.values
-                else Call.Direction.INBOUND,
-            },
-        )
-        logger.warning("call %s: relay setup for a call the voice webhook never saw", start.call_sid)
-    call.session_id = start.session_id
-    call.metadata = {**call.metadata, "customParameters": start.custom_parameters}
-    if not call.is_over:
-        call.status = Call.Status.IN_PROGRESS
-    call.started_at = call.started_at or timezone.now()
-    await call.asave(update_fields=["session_id", "metadata", "status", "started_at", "updated_at"])
-    return call

@@ -1,47 +1,38 @@
 """Ordered, off-path database writes for one live call.
 
-The token path never waits for the database: the engine queues each write here and a single
-task per call applies them in order. Closing drains the queue, so every turn that was spoken is
-stored before the socket's coroutines end.
+The token path never waits for the database: the engine queues each write here and one task per
+call applies them in order, everything queued so far in a single hop to the database thread.
+Closing drains the queue, so every turn that was spoken is stored before the socket's
+coroutines end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from calls.db import in_db_thread
 from calls.models import Call, Turn
 
 logger = logging.getLogger(__name__)
 
-Write = Callable[[], Awaitable[Any]]
+Write = Callable[[], Any]
 
 
 @transaction.atomic
-def call_metadata_append(call_id: int, key: str, entry: dict) -> None:
-    """Append to a list in Call.metadata under a row lock (callbacks write metadata too)."""
+def call_metadata_update(call_id: int, key: str, *, append: dict | None = None, value: Any = None) -> None:
+    """Set or append to a key of Call.metadata under a row lock (callbacks write metadata too)."""
     call = Call.objects.select_for_update().only("metadata").get(pk=call_id)
-    call.metadata.setdefault(key, []).append(entry)
+    if append is not None:
+        call.metadata.setdefault(key, []).append(append)
+    else:
+        call.metadata[key] = value
     call.save(update_fields=["metadata", "updated_at"])
-
-
-acall_metadata_append = sync_to_async(call_metadata_append)
-
-
-@transaction.atomic
-def call_metadata_set(call_id: int, key: str, value: Any) -> None:
-    call = Call.objects.select_for_update().only("metadata").get(pk=call_id)
-    call.metadata[key] = value
-    call.save(update_fields=["metadata", "updated_at"])
-
-
-acall_metadata_set = sync_to_async(call_metadata_set)
 
 
 class CallRecorder:
@@ -51,30 +42,26 @@ class CallRecorder:
         self._task = asyncio.create_task(self._run(), name=f"recorder:{call.call_sid}")
 
     def create_turn(self, **fields: Any) -> None:
-        self._queue.put_nowait(lambda: Turn.objects.acreate(call_id=self.call.pk, **fields))
+        self._queue.put_nowait(lambda: Turn.objects.create(call_id=self.call.pk, **fields))
 
     def update_turn(self, sequence: int, **fields: Any) -> None:
         self._queue.put_nowait(
-            lambda: Turn.objects.filter(call_id=self.call.pk, sequence=sequence).aupdate(**fields)
+            lambda: Turn.objects.filter(call_id=self.call.pk, sequence=sequence).update(**fields)
         )
-
-    def update_call(self, **fields: Any) -> None:
-        fields["updated_at"] = timezone.now()
-        self._queue.put_nowait(lambda: Call.objects.filter(pk=self.call.pk).aupdate(**fields))
 
     def note(self, key: str, entry: dict) -> None:
         """Keep an event (an error, a warning) in the call's metadata, timestamped."""
         entry = {"at": timezone.now().isoformat(), **entry}
-        self._queue.put_nowait(lambda: acall_metadata_append(self.call.pk, key, entry))
+        self._queue.put_nowait(lambda: call_metadata_update(self.call.pk, key, append=entry))
 
     def set_metadata(self, key: str, value: Any) -> None:
-        self._queue.put_nowait(lambda: acall_metadata_set(self.call.pk, key, value))
+        self._queue.put_nowait(lambda: call_metadata_update(self.call.pk, key, value=value))
 
     def then(self, write: Write) -> None:
-        """Run any other write after everything queued so far."""
+        """Run any other (synchronous, ORM) write after everything queued so far."""
         self._queue.put_nowait(write)
 
-    async def close(self, timeout: float = 10.0) -> None:
+    async def close(self, timeout: float = 30.0) -> None:
         """Apply every queued write, then stop."""
         self._queue.put_nowait(None)
         try:
@@ -84,20 +71,24 @@ class CallRecorder:
             self._task.cancel()
 
     async def _run(self) -> None:
-        while (write := await self._queue.get()) is not None:
-            await self._apply(write)
+        closing = False
+        while not closing:
+            batch = [await self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            closing = None in batch
+            writes = [write for write in batch if write is not None]
+            if writes:
+                await in_db_thread(self._apply, writes)
 
-    async def _apply(self, write: Write) -> None:
-        for attempt in (1, 2):
+    def _apply(self, writes: list[Write]) -> None:
+        for write in writes:
             try:
-                await write()
-                return
-            except DatabaseError:
-                # A connection dropped between writes (server restart, idle timeout): reconnect once.
-                logger.warning(
-                    "call %s: write failed (attempt %s)", self.call.call_sid, attempt, exc_info=True
-                )
-                await sync_to_async(close_old_connections)()
+                try:
+                    write()
+                except (InterfaceError, OperationalError):
+                    connection.close()  # a stale connection: once more on a new one
+                    write()
             except Exception:
-                logger.exception("call %s: write failed", self.call.call_sid)
-                return
+                # One bad write must not cost the call its other turns.
+                logger.exception("call %s: a database write failed", self.call.call_sid)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
 from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Persona
 from calls.models import Call, Turn
+
+logger = logging.getLogger(__name__)
 
 
 class NoPersonaAvailable(Exception):
@@ -71,3 +76,44 @@ def call_start(*, call_sid: str, from_number: str, to_number: str, direction: st
             defaults={"role": Turn.Role.ASSISTANT, "text": greeting, "generated_text": greeting},
         )
     return call
+
+
+@dataclass(frozen=True)
+class RelaySession:
+    """What a relay socket needs to run a call, loaded in one go."""
+
+    call: Call
+    turns: list[Turn]
+    languages: list[str]  # the persona's own first, then the ones it may switch to
+
+
+@transaction.atomic
+def relay_session_start(
+    *,
+    call_sid: str,
+    session_id: str,
+    from_number: str,
+    to_number: str,
+    direction: str,
+    custom_parameters: dict,
+) -> RelaySession:
+    """Bind a relay session to its call, marked in progress, with its history. The call is created
+    here when the voice webhook never ran (routed by `to_number` like the webhook would)."""
+    call = Call.objects.select_for_update().select_related("persona").filter(call_sid=call_sid).first()
+    if call is None:
+        logger.warning("call %s: relay setup for a call the voice webhook never saw", call_sid)
+        call = Call.objects.create(
+            call_sid=call_sid,
+            persona=persona_for_number(to_number),
+            from_number=_fit(from_number, "from_number"),
+            to_number=_fit(to_number, "to_number"),
+            direction=_direction(direction),
+        )
+    call.session_id = session_id
+    call.metadata = {**call.metadata, "customParameters": custom_parameters}
+    if not call.is_over:
+        call.status = Call.Status.IN_PROGRESS
+    call.started_at = call.started_at or timezone.now()
+    call.save(update_fields=["session_id", "metadata", "status", "started_at", "updated_at"])
+    languages = [call.persona.language, *call.persona.languages.values_list("code", flat=True)]
+    return RelaySession(call, list(call.turns.in_order()), languages)

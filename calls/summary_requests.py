@@ -4,10 +4,11 @@ a staff member's request."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from functools import partial
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from calls.models import Call
@@ -22,7 +23,24 @@ SUMMARY_CLEARED = {"summary": "", "summary_data": {}, "summary_outcome": "", "su
 def _enqueue_on_commit(call_id: int) -> None:
     # robust: a broker outage must not turn a Twilio callback into a 500 (and a retry storm); the
     # call then stays "queued" and "Re-run summary" in the admin enqueues it again.
-    transaction.on_commit(partial(summarize_call.delay, call_id), robust=True)
+    transaction.on_commit(partial(_enqueue, call_id), robust=True)
+
+
+def _enqueue(call_id: int) -> None:
+    if not summarize_call.app.conf.task_always_eager:
+        summarize_call.delay(call_id)
+        return
+    # The embedded run has no worker: the task runs in this process, but beside the caller, never
+    # inside it. The caller may be a live call's database thread, shared by every call, and a
+    # summary waits seconds on the model.
+    threading.Thread(target=_run_eagerly, args=(call_id,), name=f"summary:{call_id}", daemon=True).start()
+
+
+def _run_eagerly(call_id: int) -> None:
+    try:
+        summarize_call.delay(call_id)
+    finally:
+        connections.close_all()
 
 
 def summary_request(call_id: int) -> bool:

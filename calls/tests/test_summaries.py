@@ -3,6 +3,7 @@ in a real Celery worker)."""
 
 from __future__ import annotations
 
+import threading
 from typing import get_args
 
 import pytest
@@ -154,6 +155,7 @@ def eager_celery():
     celery_app.conf.task_always_eager = False
 
 
+@pytest.mark.django_db(transaction=True)  # the summary's thread has its own connection
 def test_without_an_api_key_the_ended_call_gets_a_labelled_demo_summary(
     settings, eager_celery, default_persona, django_capture_on_commit_callbacks
 ):
@@ -166,6 +168,9 @@ def test_without_an_api_key_the_ended_call_gets_a_labelled_demo_summary(
     )
     with django_capture_on_commit_callbacks(execute=True):
         assert call_ended(call_id=call.pk, source="socket")
+    # Beside the caller, not inside it: the socket's database thread must not wait on a summary.
+    [summary] = [t for t in threading.enumerate() if t.name == f"summary:{call.pk}"]
+    summary.join(10)
     call.refresh_from_db()
     assert call.summary_status == Call.SummaryStatus.DONE
     assert call.summary.startswith(DEMO_PREFIX) and "Do you open on Saturdays?" in call.summary
