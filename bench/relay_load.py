@@ -169,10 +169,12 @@ class Call:
                 elif tag_of(token) != tag:
                     raise BenchError("tokens of two replies mixed")
                 else:
-                    self.stats.gaps.append((now - last_at - 1 / self.args.rate) * 1000)
-                tokens.append(token)
+                    # A phrase-chunked frame carries several words: its gap spans as many intervals.
+                    words_gap = len(token.split()) / self.args.rate
+                    self.stats.gaps.append((now - last_at - words_gap) * 1000)
+                tokens.extend(f" {word}" for word in token.split())  # one per model token
                 last_at = now
-                if len(tokens) == stop_after:
+                if stop_after and len(tokens) >= stop_after:
                     return tokens
             if frame.get("last"):
                 if len(tokens) != self.args.tokens:
@@ -378,12 +380,14 @@ def server_command(args: argparse.Namespace, port: int) -> list[str]:
     ]
 
 
-def prepare_database(env: dict[str, str]) -> None:
+def prepare_database(env: dict[str, str], chunking: str) -> None:
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as db:
         if not db.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
             db.execute(f'CREATE DATABASE "{DATABASE}"')
     migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"]
     subprocess.run(migrate, cwd=ROOT, env=env, check=True, timeout=180)
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{DATABASE}", autocommit=True) as db:
+        db.execute("UPDATE agents_persona SET speech_chunking = %s WHERE is_default", [chunking])
 
 
 def wait_until_ready(url: str, process: subprocess.Popen, timeout: float) -> None:
@@ -459,7 +463,7 @@ def run(args: argparse.Namespace) -> dict:
         # As in production: summaries are only enqueued (a worker elsewhere would run them).
         REDIS_URL=REDIS_URL,
     )
-    prepare_database(env)
+    prepare_database(env, args.chunking)
     redis.Redis.from_url(REDIS_URL).flushdb()
     fake_command = [sys.executable, "-m", "fakes.anthropic_server", "--tagged", "--port", str(fake_port)]
     fake_command += ["--ttft", str(args.ttft), "--rate", str(args.rate), "--tokens", str(args.tokens)]
@@ -498,7 +502,7 @@ def table(result: dict) -> str:
     lines = [
         f"{server}: {c['calls']} calls over {c['ramp']:g} s, {c['prompts']} prompts each "
         f"(the 3rd interrupted after {INTERRUPT_AFTER} tokens); fake: {c['ttft'] * 1000:g} ms to "
-        f"first token, {c['rate']:g} tokens/s, {c['tokens']} tokens a reply",
+        f"first token, {c['rate']:g} tokens/s, {c['tokens']} tokens a reply; {c['chunking']} chunking",
         f"{'':36}{'n':>7}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}",
     ]
     by_prompt = result["added_first_token_ms_by_prompt"]
@@ -568,6 +572,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ttft", type=float, default=0.3, help="the fake's seconds to first token")
     parser.add_argument("--rate", type=float, default=25.0, help="the fake's tokens a second")
     parser.add_argument("--tokens", type=int, default=50, help="the fake's tokens a reply")
+    parser.add_argument(
+        "--chunking", choices=["token", "phrase"], default="token", help="the persona's speech chunking"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument(
         "--py-spy", metavar="FILE", help="profile the server during the load (its latencies then suffer)"

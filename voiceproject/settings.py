@@ -42,6 +42,8 @@ TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 # Only for proxies and tests: the SDK's default endpoint otherwise.
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
+# The SDK's own tracing spans: off unless asked for (they cost CPU on every request).
+ANTHROPIC_OPEN_TELEMETRY = env.bool("ANTHROPIC_OPEN_TELEMETRY", default=False)
 # For personas on an OpenAI-compatible model that name no key variable of their own.
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 # Empty: api.openai.com; a persona's own base URL wins over both.
