@@ -1,5 +1,7 @@
-"""The offline demo model: deterministic replies, streamed word by word at a speaking pace,
-so the embedded run works with no API key and no network."""
+"""The offline demo model: deterministic replies, streamed word by word at a speaking pace, so
+the embedded run works with no API key and no network. It also calls the persona's tools on
+plain cues ("goodbye", "a real person", "in Spanish"), so every call-control path can be tried
+in a simulated call."""
 
 from __future__ import annotations
 
@@ -14,6 +16,18 @@ from agents.models import Persona
 FIRST_TOKEN_DELAY = 0.35  # seconds, like a fast hosted model
 WORD_INTERVAL = 0.06
 
+END_CUES = re.compile(r"\b(good ?bye|bye|hang up)\b", re.I)
+TRANSFER_CUES = re.compile(r"\b(human|real person|someone else|operator|agent please)\b", re.I)
+# A few language names a caller might ask for, and their BCP-47 primary subtags.
+LANGUAGES = {
+    "spanish": "es",
+    "español": "es",
+    "french": "fr",
+    "german": "de",
+    "english": "en",
+    "portuguese": "pt",
+}
+
 
 def demo_reply(persona: Persona, messages: list[ChatMessage]) -> str:
     heard = messages[-1]["content"] if messages else ""
@@ -26,6 +40,30 @@ def demo_reply(persona: Persona, messages: list[ChatMessage]) -> str:
     return f"Still the demo model here. You said: {heard} Talk over me any time to test interruptions."
 
 
+def demo_turn(
+    persona: Persona, messages: list[ChatMessage], tools: Sequence[ToolSpec], system: str = ""
+) -> tuple[str, list[ToolCall]]:
+    """What the demo model says, and the tool it calls when the caller's words cue one it has."""
+    heard = messages[-1]["content"] if messages else ""
+    offered = {tool.name: tool for tool in tools}
+    if "end_call" in offered and END_CUES.search(heard):
+        return "Thanks for trying the Switchboard demo. Goodbye!", [
+            ToolCall("end_call", {"reason": "caller said goodbye"})
+        ]
+    if "transfer_to_human" in offered and TRANSFER_CUES.search(heard):
+        call = ToolCall("transfer_to_human", {"reason": "caller asked for a person", "summary": heard})
+        return "Of course, I'll transfer you to a colleague now.", [call]
+    if "switch_language" in offered:
+        codes = offered["switch_language"].parameters["properties"]["code"]["enum"]
+        for name, prefix in LANGUAGES.items():
+            code = next((c for c in codes if c.lower().startswith(prefix)), None)
+            if code and name in heard.lower():
+                if code in system:  # switched already: the engine's follow-up turn
+                    return f"Now speaking {code}, as far as a demo model can.", []
+                return "", [ToolCall("switch_language", {"code": code})]
+    return demo_reply(persona, messages), []
+
+
 class DemoProvider:
     async def stream_reply(
         self,
@@ -36,15 +74,15 @@ class DemoProvider:
         tools: Sequence[ToolSpec] = (),
         system: str | None = None,
     ) -> list[ToolCall]:
-        """Never calls a tool: it only proves the voice path works."""
+        text, calls = demo_turn(persona, messages, tools, system or "")
         try:
             await asyncio.sleep(FIRST_TOKEN_DELAY)
-            for n, word in enumerate(re.findall(r"\s*\S+", demo_reply(persona, messages))):
+            for n, word in enumerate(re.findall(r"\s*\S+", text)):
                 if reply.aborted:
-                    break
+                    return []
                 if n:
                     await asyncio.sleep(WORD_INTERVAL)
                 await reply.write(word)
         finally:
             reply.end()
-        return []
+        return [] if reply.aborted else calls
