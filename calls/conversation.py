@@ -267,10 +267,11 @@ class Conversation:
         reply = generation.reply
         calls: list[ToolCall] = []
         try:
-            calls = await produce(reply)
+            async with asyncio.timeout(settings.RELAY_REPLY_TIMEOUT_SECONDS):
+                calls = await produce(reply)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # the provider failed, or went silent past the bound
             await self._speak_fallback(reply, exc)
         if reply.aborted:
             return  # whoever aborted it stores it

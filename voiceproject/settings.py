@@ -55,6 +55,8 @@ REDIS_URL = env.str("REDIS_URL", default="")
 # timer wait for the estimated speaking time (characters / rate) plus a grace delay.
 RELAY_SPEECH_CHARS_PER_SECOND = env.float("RELAY_SPEECH_CHARS_PER_SECOND", default=15.0)
 RELAY_END_GRACE_SECONDS = env.float("RELAY_END_GRACE_SECONDS", default=1.0)
+# The longest a model may take over one reply before the caller hears the fallback line.
+RELAY_REPLY_TIMEOUT_SECONDS = env.float("RELAY_REPLY_TIMEOUT_SECONDS", default=60.0)
 
 # --- Applications ---------------------------------------------------------------------------
 INSTALLED_APPS = [

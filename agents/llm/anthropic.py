@@ -24,8 +24,9 @@ from agents.models import Persona
 
 logger = logging.getLogger(__name__)
 
-# Connect fast or fail over to the fallback line; a reply may take a while to finish.
-TIMEOUT = anthropic.Timeout(30.0, connect=5.0)
+# Connect fast or fail over to the fallback line. No read timeout: it would re-arm a timer on
+# every chunk of the stream (a fifth of the per-token CPU); the engine bounds the whole reply.
+TIMEOUT = anthropic.Timeout(None, connect=5.0)
 
 
 class AnthropicProvider(SharedClient):

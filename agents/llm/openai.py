@@ -22,8 +22,9 @@ from agents.llm.sse import sse_events
 from agents.llm.tools import ToolCallAssembler
 from agents.models import Persona
 
-# Connect fast or fail over to the fallback line; a reply may take a while to finish.
-TIMEOUT = openai.Timeout(30.0, connect=5.0)
+# Connect fast or fail over to the fallback line. No read timeout: it would re-arm a timer on
+# every chunk of the stream (a fifth of the per-token CPU); the engine bounds the whole reply.
+TIMEOUT = openai.Timeout(None, connect=5.0)
 
 
 class OpenAIProvider(SharedClient):

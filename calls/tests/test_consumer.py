@@ -391,3 +391,15 @@ async def test_a_dropped_socket_reconnects_and_the_new_session_resumes_the_store
         {"role": "user", "content": "Are you still there?"},
     ]
     assert [t.sequence for t in await turns_of(live_call)] == [0, 1, 2, 3, 4]
+
+
+async def test_a_model_that_goes_silent_is_cut_off_and_the_caller_hears_the_fallback(
+    relay, live_call, llm, settings
+):
+    settings.RELAY_REPLY_TIMEOUT_SECONDS = 0.5
+    llm.queue(scripted(llm, tokens=REPLY, hold_after=2))
+    caller = await relay()
+    await caller.prompt("Hello?")
+    frames = await caller.reply()
+    assert text_of(frames) == f"Sure, {live_call.persona.fallback_line}"
+    assert (await llm.streams[0].wait_ended()).closed_early
