@@ -40,14 +40,6 @@ class PersonaQuerySet(models.QuerySet["Persona"]):
         )
         return routed.persona if routed else self.default()
 
-    async def afor_number(self, number: str) -> Persona:
-        routed = await (
-            PhoneNumber.objects.filter(number=number, persona__is_active=True)
-            .select_related("persona")
-            .afirst()
-        )
-        return routed.persona if routed else await self.aget(is_default=True)
-
     @transaction.atomic
     def make_default(self, persona: Persona) -> None:
         self.filter(is_default=True).exclude(pk=persona.pk).update(is_default=False)

@@ -1,15 +1,14 @@
 """The end of a call, whichever signal reports it first (socket closed, callbacks).
 
 Every end signal asks for the call's summary; `summary_request` makes sure only the first one
-enqueues it. The relay engine calls `acall_ended(call_id=..., source="socket")` when its socket
-closes.
+enqueues it. The relay engine calls `call_ended(call_id=..., source="socket")` (from its
+recorder, after the call's last writes) when its socket closes.
 """
 
 from __future__ import annotations
 
 import logging
 
-from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
@@ -44,9 +43,6 @@ def call_ended(*, call_id: int, source: str, status: str = Call.Status.COMPLETED
     first = end_locked_call(call, source=source, status=status)
     summary_request(call.pk)
     return first
-
-
-acall_ended = sync_to_async(call_ended)
 
 
 def reopen_locked_call(call: Call) -> bool:

@@ -66,13 +66,6 @@ def test_a_number_routed_to_an_inactive_persona_falls_back_to_the_default(defaul
     assert Persona.objects.for_number("+14155550111") == default_persona
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_async_routing_matches_sync_routing(default_persona, other_persona):
-    await PhoneNumber.objects.acreate(number="+14155550111", persona=other_persona)
-    assert await Persona.objects.afor_number("+14155550111") == other_persona
-    assert await Persona.objects.afor_number("+10000000000") == default_persona
-
-
 def test_phone_numbers_must_be_e164(default_persona):
     with pytest.raises(ValidationError):
         PhoneNumber(number="415-555-0111", persona=default_persona).full_clean()

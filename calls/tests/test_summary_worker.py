@@ -5,11 +5,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from asgiref.sync import async_to_sync
 from django.db import connection
 
 from calls.call_status import StatusEvent, call_status_record
-from calls.lifecycle import acall_ended, call_ended
+from calls.lifecycle import call_ended
 from calls.models import Call, Turn
 from calls.summaries import TOOL_NAME
 from calls.tasks import SUMMARY_MAX_RETRIES
@@ -61,7 +60,7 @@ def test_three_end_signals_and_their_duplicates_make_exactly_one_summary(celery_
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(concurrently, range(8)))
     for _ in range(2):
-        assert async_to_sync(acall_ended)(call_id=call.pk, source="socket") is False
+        assert call_ended(call_id=call.pk, source="socket") is False
         params = {"CallSid": SID, "CallStatus": "completed", "SessionStatus": "completed"}
         assert twilio_post("/twilio/relay-action/", params).status_code == 200
         params = {"CallSid": SID, "CallStatus": "completed", "SequenceNumber": "3", "CallDuration": "33"}
