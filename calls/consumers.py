@@ -55,7 +55,14 @@ class RelayConsumer(AsyncWebsocketConsumer):
             # Logged and dropped; answering with an error frame would itself be a protocol error.
             logger.warning("relay frame ignored: %s", exc)
             return
-        await self.dispatch_frame(frame)
+        try:
+            await self.dispatch_frame(frame)
+        except Exception:
+            # A failure handling one frame must not end the call, but a call we could not bind
+            # (setup failed) cannot go on: closing lets Twilio's <Connect action> retry or apologise.
+            logger.exception("relay frame %s failed", type(frame).__name__)
+            if isinstance(frame, Setup):
+                await self.close(code=1011)
 
     async def dispatch_frame(self, frame: object) -> None:
         conversation = self.conversation

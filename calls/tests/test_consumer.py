@@ -12,6 +12,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from agents.llm.history import CALL_CONNECTED
+from agents.models import Persona
 from calls.models import Call, Turn
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -403,3 +404,14 @@ async def test_a_model_that_goes_silent_is_cut_off_and_the_caller_hears_the_fall
     frames = await caller.reply()
     assert text_of(frames) == f"Sure, {live_call.persona.fallback_line}"
     assert (await llm.streams[0].wait_ended()).closed_early
+
+
+async def test_a_setup_that_cannot_be_bound_closes_the_socket_cleanly(relay, db, caplog):
+    # No persona at all: the call can't be created, so the socket closes for Twilio to handle.
+    caller = await relay("CA" + "d" * 32, setup=False)
+    await Persona.objects.all().adelete()
+    await caller.setup()
+    closed = await caller.ws.receive_output(5)
+    assert closed == {"type": "websocket.close", "code": 1011}
+    assert "relay frame Setup failed" in caplog.text
+    caller.closed = True
