@@ -14,8 +14,8 @@ RUN DEBUG=false SECRET_KEY=build-only DATABASE_URL=sqlite:////tmp/build.sqlite3 
 USER switchboard
 
 EXPOSE 8000
-# uvicorn with uvloop, httptools and the websockets implementation: about a quarter less CPU per
-# call than daphne and far lower latency under load (README, "Benchmark"). daphne also works:
+# uvicorn with uvloop, httptools and the websockets implementation: a little less CPU than
+# daphne and far lower latency under load (README, "Benchmark"). daphne also works:
 #   daphne --bind 0.0.0.0 --port 8000 --proxy-headers voiceproject.asgi:application
 CMD ["uvicorn", "voiceproject.asgi:application", "--host", "0.0.0.0", "--port", "8000", \
      "--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--ws-per-message-deflate", "false", \
