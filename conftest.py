@@ -1,7 +1,9 @@
-"""Fixtures shared by every app's tests: personas, the fake Anthropic server, signed requests."""
+"""Fixtures shared by every app's tests: personas, the fake provider servers, replies to stream
+into, signed requests."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -13,6 +15,7 @@ from django.db import connections
 from django.test import Client
 from twilio.request_validator import RequestValidator
 
+from agents.llm.base import ReplyStream
 from agents.models import Persona
 from fakes.anthropic_server import FakeAnthropic
 from fakes.openai_server import FakeOpenAI
@@ -92,6 +95,52 @@ def fake_openai(settings) -> Iterator[FakeOpenAI]:
     settings.OPENAI_BASE_URL = fake.base_url
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def reply_into() -> Callable[..., ReplyStream]:
+    """`reply_into(tokens)`: a reply whose tokens are appended to `tokens`; with `abort_at=n` it
+    aborts itself once it has n of them (what an interrupt does)."""
+
+    def make(tokens: list[str], *, abort_at: int | None = None) -> ReplyStream:
+        async def sink(token: str) -> None:
+            tokens.append(token)
+            if len(tokens) == abort_at:
+                reply.abort()
+
+        reply = ReplyStream(sink)
+        return reply
+
+    return make
+
+
+@pytest.fixture
+def cancel_held_reply() -> Callable[..., Awaitable[tuple[list[str], ReplyStream]]]:
+    """`await cancel_held_reply(stream, after=n)` runs `stream(reply)` (a provider's stream_reply)
+    until n tokens are in, then stops it as the engine stops a reply the server is holding: abort,
+    then cancel the task, since no line will wake its loop. Returns the tokens and the reply."""
+
+    async def cancel(
+        stream: Callable[[ReplyStream], Awaitable[object]], *, after: int
+    ) -> tuple[list[str], ReplyStream]:
+        tokens: list[str] = []
+        enough = asyncio.Event()
+
+        async def sink(token: str) -> None:
+            tokens.append(token)
+            if len(tokens) == after:
+                enough.set()
+
+        reply = ReplyStream(sink)
+        task = asyncio.create_task(stream(reply))
+        await asyncio.wait_for(enough.wait(), 5)
+        reply.abort()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return tokens, reply
+
+    return cancel
 
 
 @pytest.fixture

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from agents.llm.anthropic import AnthropicProvider
-from agents.llm.base import ProviderError, ReplyStream, ToolCall, ToolSpec
+from agents.llm.base import ProviderError, ToolCall, ToolSpec
 from agents.models import Persona
 from fakes.anthropic_server import FakeReply
 
@@ -20,19 +18,12 @@ WEATHER = ToolSpec(
 )
 
 
-def reply_into(tokens: list[str]) -> ReplyStream:
-    async def sink(token: str) -> None:
-        tokens.append(token)
-
-    return ReplyStream(sink)
-
-
 @pytest.fixture
 async def provider(fake_anthropic) -> AnthropicProvider:
     return AnthropicProvider.shared(api_key="test-anthropic-key", base_url=fake_anthropic.url)
 
 
-async def test_text_streams_token_by_token_and_no_tools_are_sent(provider, fake_anthropic):
+async def test_text_streams_token_by_token_and_no_tools_are_sent(provider, fake_anthropic, reply_into):
     fake_anthropic.reply_with(["Sunny", " and", " mild", "."])
     tokens: list[str] = []
     reply = reply_into(tokens)
@@ -47,7 +38,9 @@ async def test_text_streams_token_by_token_and_no_tools_are_sent(provider, fake_
     assert "temperature" not in request
 
 
-async def test_tools_are_offered_and_tool_use_blocks_come_back_as_tool_calls(provider, fake_anthropic):
+async def test_tools_are_offered_and_tool_use_blocks_come_back_as_tool_calls(
+    provider, fake_anthropic, reply_into
+):
     fake_anthropic.queue(
         FakeReply(
             tokens=["Let", " me", " check", "."], tool_use={"name": "get_weather", "input": {"city": "Paris"}}
@@ -76,7 +69,7 @@ async def test_tools_are_offered_and_tool_use_blocks_come_back_as_tool_calls(pro
     assert reply.ended
 
 
-async def test_a_tool_without_input_gets_empty_arguments(provider, fake_anthropic):
+async def test_a_tool_without_input_gets_empty_arguments(provider, fake_anthropic, reply_into):
     fake_anthropic.queue(FakeReply(tokens=["Goodbye", "."], tool_use={"name": "end_call", "input": {}}))
     end_call = ToolSpec(name="end_call", description="Hang up.")
 
@@ -88,16 +81,11 @@ async def test_a_tool_without_input_gets_empty_arguments(provider, fake_anthropi
     assert fake_anthropic.requests[0]["tools"][0]["input_schema"] == {"type": "object", "properties": {}}
 
 
-async def test_aborting_stops_the_tokens_and_closes_the_stream(provider, fake_anthropic):
+async def test_aborting_stops_the_tokens_and_closes_the_stream(provider, fake_anthropic, reply_into):
     fake_anthropic.queue(FakeReply(tokens=["One", " two", " three", " four", " five"], hold_after=4))
     tokens: list[str] = []
+    reply = reply_into(tokens, abort_at=2)
 
-    async def sink(token: str) -> None:
-        tokens.append(token)
-        if len(tokens) == 2:
-            reply.abort()
-
-    reply = ReplyStream(sink)
     calls = await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply, tools=[WEATHER])
 
     assert tokens == ["One", " two"] and calls == [] and reply.ended
@@ -105,23 +93,12 @@ async def test_aborting_stops_the_tokens_and_closes_the_stream(provider, fake_an
     assert stream.closed_early and not stream.completed
 
 
-async def test_cancelling_a_held_reply_closes_the_stream(provider, fake_anthropic):
+async def test_cancelling_a_held_reply_closes_the_stream(provider, fake_anthropic, cancel_held_reply):
     fake_anthropic.queue(FakeReply(tokens=["One", " two", " three"], hold_after=2))
-    tokens: list[str] = []
-    two_tokens = asyncio.Event()
 
-    async def sink(token: str) -> None:
-        tokens.append(token)
-        if len(tokens) == 2:
-            two_tokens.set()
-
-    reply = ReplyStream(sink)
-    task = asyncio.create_task(provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply))
-    await asyncio.wait_for(two_tokens.wait(), 5)
-    reply.abort()
-    task.cancel()  # what the engine does: the server is holding, no line will wake the loop
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    tokens, reply = await cancel_held_reply(
+        lambda reply: provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply), after=2
+    )
 
     assert tokens == ["One", " two"] and reply.ended
     assert (await fake_anthropic.streams[0].wait_ended()).closed_early
@@ -137,7 +114,7 @@ async def test_cancelling_a_held_reply_closes_the_stream(provider, fake_anthropi
     ids=["http-error", "connection-cut", "error-event"],
 )
 async def test_failures_raise_provider_error_and_still_end_the_reply(
-    provider, fake_anthropic, failure, message
+    provider, fake_anthropic, failure, message, reply_into
 ):
     fake_anthropic.queue(failure)
     tokens: list[str] = []

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from agents.llm.base import ProviderError, ReplyStream, ToolCall, ToolSpec
+from agents.llm.base import ProviderError, ToolCall, ToolSpec
 from agents.llm.openai import OpenAIProvider
 from agents.models import Persona
 from fakes.openai_server import FakeReply
@@ -32,19 +30,12 @@ WEATHER = ToolSpec(
 END_CALL = ToolSpec(name="end_call", description="Hang up.")
 
 
-def reply_into(tokens: list[str]) -> ReplyStream:
-    async def sink(token: str) -> None:
-        tokens.append(token)
-
-    return ReplyStream(sink)
-
-
 @pytest.fixture
 async def provider(fake_openai) -> OpenAIProvider:
     return OpenAIProvider.shared(api_key="test-openai-key", base_url=fake_openai.base_url)
 
 
-async def test_text_streams_token_by_token(provider, fake_openai):
+async def test_text_streams_token_by_token(provider, fake_openai, reply_into):
     fake_openai.reply_with(["Sunny", " and", " mild", "."])
     tokens: list[str] = []
     reply = reply_into(tokens)
@@ -56,7 +47,9 @@ async def test_text_streams_token_by_token(provider, fake_openai):
     assert (await fake_openai.streams[0].wait_ended()).completed
 
 
-async def test_the_request_carries_system_prompt_history_temperature_and_max_tokens(provider, fake_openai):
+async def test_the_request_carries_system_prompt_history_temperature_and_max_tokens(
+    provider, fake_openai, reply_into
+):
     await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply_into([]))
 
     [request] = fake_openai.requests
@@ -67,7 +60,7 @@ async def test_the_request_carries_system_prompt_history_temperature_and_max_tok
     assert fake_openai.headers[0]["Authorization"] == "Bearer test-openai-key"
 
 
-async def test_tools_are_offered_as_functions(provider, fake_openai):
+async def test_tools_are_offered_as_functions(provider, fake_openai, reply_into):
     await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply_into([]), tools=[WEATHER])
 
     assert fake_openai.requests[0]["tools"] == [
@@ -86,7 +79,9 @@ async def test_tools_are_offered_as_functions(provider, fake_openai):
     ]
 
 
-async def test_streamed_tool_call_fragments_come_back_as_tool_calls_in_order(provider, fake_openai):
+async def test_streamed_tool_call_fragments_come_back_as_tool_calls_in_order(
+    provider, fake_openai, reply_into
+):
     fake_openai.queue(
         FakeReply(
             tokens=["Let", " me", " check", "."],
@@ -113,16 +108,11 @@ async def test_streamed_tool_call_fragments_come_back_as_tool_calls_in_order(pro
     )
 
 
-async def test_aborting_stops_the_tokens_and_closes_the_stream(provider, fake_openai):
+async def test_aborting_stops_the_tokens_and_closes_the_stream(provider, fake_openai, reply_into):
     fake_openai.queue(FakeReply(tokens=["One", " two", " three", " four", " five"], hold_after=4))
     tokens: list[str] = []
+    reply = reply_into(tokens, abort_at=2)
 
-    async def sink(token: str) -> None:
-        tokens.append(token)
-        if len(tokens) == 2:
-            reply.abort()
-
-    reply = ReplyStream(sink)
     calls = await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply, tools=[WEATHER])
 
     assert tokens == ["One", " two"] and calls == [] and reply.ended
@@ -130,23 +120,12 @@ async def test_aborting_stops_the_tokens_and_closes_the_stream(provider, fake_op
     assert stream.closed_early and not stream.completed
 
 
-async def test_cancelling_a_held_reply_closes_the_stream(provider, fake_openai):
+async def test_cancelling_a_held_reply_closes_the_stream(provider, fake_openai, cancel_held_reply):
     fake_openai.queue(FakeReply(tokens=["One", " two", " three"], hold_after=2))
-    tokens: list[str] = []
-    two_tokens = asyncio.Event()
 
-    async def sink(token: str) -> None:
-        tokens.append(token)
-        if len(tokens) == 2:
-            two_tokens.set()
-
-    reply = ReplyStream(sink)
-    task = asyncio.create_task(provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply))
-    await asyncio.wait_for(two_tokens.wait(), 5)
-    reply.abort()
-    task.cancel()  # what the engine does: the server is holding, no line will wake the loop
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    tokens, reply = await cancel_held_reply(
+        lambda reply: provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply), after=2
+    )
 
     assert tokens == ["One", " two"] and reply.ended
     assert (await fake_openai.streams[0].wait_ended()).closed_early
@@ -162,7 +141,9 @@ async def test_cancelling_a_held_reply_closes_the_stream(provider, fake_openai):
     ],
     ids=["http-400", "http-401", "connection-cut", "error-in-stream"],
 )
-async def test_failures_raise_provider_error_and_still_end_the_reply(provider, fake_openai, failure, message):
+async def test_failures_raise_provider_error_and_still_end_the_reply(
+    provider, fake_openai, failure, message, reply_into
+):
     fake_openai.queue(failure)
     tokens: list[str] = []
     reply = reply_into(tokens)
