@@ -3,9 +3,10 @@
 Starts the fake OpenAI server in its own process (so its work is not counted) with replies of
 `--tokens` chunks sent as fast as possible, then times, in CPU seconds of this process, reading
 whole replies three ways: the typed `ChatCompletionChunk` objects, the raw response's lines with
-`json.loads` (what agents/llm/openai.py does), and the raw lines alone (the floor).
+`json.loads` (close to what agents/llm/openai.py does: it splits the raw bytes itself), and the raw
+lines alone (the floor).
 
-    .venv/bin/python scripts/bench_openai_chunks.py --tokens 2000 --rounds 5
+    .venv/bin/python -m bench.openai_chunks --tokens 2000 --rounds 5
 """
 
 from __future__ import annotations
