@@ -4,7 +4,7 @@ openai SDK's async streaming.
 The SDK does the request: auth, retries before the first byte, typed errors. The per-token path
 skips the SDK's typed `ChatCompletionChunk` objects (150-200 µs of CPU more per chunk than reading
 the raw line; `json.loads` of the line is about 4 µs: bench/openai_chunks.py) and reads the
-SSE lines of the same response directly, up to `data: [DONE]`.
+server-sent events of the same response as bytes (agents/llm/sse.py), up to `data: [DONE]`.
 """
 
 from __future__ import annotations
