@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.llm.base import ProviderError, ToolCall, ToolSpec
+from agents.llm.base import ToolCall, ToolSpec
 from agents.llm.openai import OpenAIProvider
 from agents.models import Persona
 from fakes.openai_server import FakeReply
@@ -106,54 +106,6 @@ async def test_streamed_tool_call_fragments_come_back_as_tool_calls_in_order(
     assert calls[0] == ToolCall(
         name="get_weather", arguments={"city": "Paris", "units": "metric"}, id=calls[0].id
     )
-
-
-async def test_aborting_stops_the_tokens_and_closes_the_stream(provider, fake_openai, reply_into):
-    fake_openai.queue(FakeReply(tokens=["One", " two", " three", " four", " five"], hold_after=4))
-    tokens: list[str] = []
-    reply = reply_into(tokens, abort_at=2)
-
-    calls = await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply, tools=[WEATHER])
-
-    assert tokens == ["One", " two"] and calls == [] and reply.ended
-    stream = await fake_openai.streams[0].wait_ended()
-    assert stream.closed_early and not stream.completed
-
-
-async def test_cancelling_a_held_reply_closes_the_stream(provider, fake_openai, cancel_held_reply):
-    fake_openai.queue(FakeReply(tokens=["One", " two", " three"], hold_after=2))
-
-    tokens, reply = await cancel_held_reply(
-        lambda reply: provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply), after=2
-    )
-
-    assert tokens == ["One", " two"] and reply.ended
-    assert (await fake_openai.streams[0].wait_ended()).closed_early
-
-
-@pytest.mark.parametrize(
-    ("failure", "message"),
-    [
-        (FakeReply(status=400, error_type="invalid_request_error"), "fake failure"),
-        (FakeReply(status=401, error_type="invalid_api_key"), "fake failure"),
-        (FakeReply(tokens=["One", " two", " three"], cut_after=2), "stream broke"),
-        (FakeReply(tokens=["One", " two", " three"], error_event_after=2), "overloaded"),
-    ],
-    ids=["http-400", "http-401", "connection-cut", "error-in-stream"],
-)
-async def test_failures_raise_provider_error_and_still_end_the_reply(
-    provider, fake_openai, failure, message, reply_into
-):
-    fake_openai.queue(failure)
-    tokens: list[str] = []
-    reply = reply_into(tokens)
-
-    with pytest.raises(ProviderError, match=message):
-        await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply)
-
-    assert tokens == ([] if failure.status != 200 else ["One", " two"])
-    assert reply.ended
-    assert len(fake_openai.requests) == 1  # not retried: the fake would answer a retry with its default
 
 
 async def test_one_client_per_loop_key_and_base_url(fake_openai):
