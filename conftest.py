@@ -15,6 +15,7 @@ from django.db import connections
 from django.test import Client
 from twilio.request_validator import RequestValidator
 
+from agents import directory
 from agents.llm.base import ReplyStream
 from agents.models import Persona
 from fakes.anthropic_server import FakeAnthropic
@@ -27,6 +28,12 @@ TWILIO_TEST_TOKEN = "test-twilio-auth-token"
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_persona_directory():
+    """Flushing a transactional test's tables sends no signals: start each test with an empty cache."""
+    directory.forget()
 
 
 @pytest.fixture(autouse=True)

@@ -42,8 +42,11 @@ class PersonaQuerySet(models.QuerySet["Persona"]):
 
     @transaction.atomic
     def make_default(self, persona: Persona) -> None:
+        from agents import directory
+
         self.filter(is_default=True).exclude(pk=persona.pk).update(is_default=False)
         self.filter(pk=persona.pk).update(is_default=True, is_active=True)
+        directory.forget()  # update() sends no save signal
 
 
 class Persona(TimestampedModel):

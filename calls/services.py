@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from agents import directory
 from agents.models import Persona
 from calls.models import Call, Turn
 
@@ -21,7 +22,7 @@ class NoPersonaAvailable(Exception):
 def persona_for_number(to_number: str) -> Persona:
     """The active persona answering `to_number`; raises NoPersonaAvailable when there is none."""
     try:
-        persona = Persona.objects.for_number(to_number)
+        persona = directory.persona_for_number(to_number)
     except Persona.DoesNotExist as exc:
         raise NoPersonaAvailable(f"no persona routed to {to_number!r} and no default persona") from exc
     # for_number only skips inactive routed personas; the default could have been switched off
@@ -99,7 +100,7 @@ def relay_session_start(
 ) -> RelaySession:
     """Bind a relay session to its call, marked in progress, with its history. The call is created
     here when the voice webhook never ran (routed by `to_number` like the webhook would)."""
-    call = Call.objects.select_for_update().select_related("persona").filter(call_sid=call_sid).first()
+    call = Call.objects.select_for_update().filter(call_sid=call_sid).first()
     if call is None:
         logger.warning("call %s: relay setup for a call the voice webhook never saw", call_sid)
         call = Call.objects.create(
@@ -109,11 +110,12 @@ def relay_session_start(
             to_number=_fit(to_number, "to_number"),
             direction=_direction(direction),
         )
+    persona = directory.persona_entry(call.persona_id)
+    call.persona = persona.persona
     call.session_id = session_id
     call.metadata = {**call.metadata, "customParameters": custom_parameters}
     if not call.is_over:
         call.status = Call.Status.IN_PROGRESS
     call.started_at = call.started_at or timezone.now()
     call.save(update_fields=["session_id", "metadata", "status", "started_at", "updated_at"])
-    languages = [call.persona.language, *call.persona.languages.values_list("code", flat=True)]
-    return RelaySession(call, list(call.turns.in_order()), languages)
+    return RelaySession(call, list(call.turns.in_order()), persona.languages)

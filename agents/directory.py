@@ -1,0 +1,66 @@
+"""Personas as live calls read them: loaded once per process, then served from memory.
+
+Every call start needs its persona (about forty columns), its languages and, for a number, the
+routing; read from the database each time that is several milliseconds of ORM work per call on
+the one database thread that all live calls share. Personas change rarely, so this process keeps
+them until one of them, its languages or a phone number is saved or deleted here (signals), and
+for at most TTL_SECONDS, which bounds how long another process can serve an edit made elsewhere.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from django.db.models.signals import post_delete, post_save
+
+from agents.models import Persona, PersonaLanguage, PhoneNumber
+
+TTL_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class PersonaEntry:
+    persona: Persona
+    languages: list[str]  # its own language first, then the ones it may switch to
+    loaded_at: float
+
+
+_lock = threading.Lock()
+_personas: dict[int, PersonaEntry] = {}
+_routes: dict[str, tuple[int, float]] = {}
+
+
+def persona_entry(persona_id: int) -> PersonaEntry:
+    """The persona with its languages; shared between calls, so never modify what it returns."""
+    entry = _personas.get(persona_id)
+    if entry is None or time.monotonic() - entry.loaded_at > TTL_SECONDS:
+        persona = Persona.objects.get(pk=persona_id)
+        languages = [persona.language, *persona.languages.values_list("code", flat=True)]
+        entry = PersonaEntry(persona, languages, time.monotonic())
+        with _lock:
+            _personas[persona_id] = entry
+    return entry
+
+
+def persona_for_number(number: str) -> Persona:
+    """The persona answering `number` (routed, else the default); raises Persona.DoesNotExist."""
+    route = _routes.get(number)
+    if route is None or time.monotonic() - route[1] > TTL_SECONDS:
+        route = (Persona.objects.for_number(number).pk, time.monotonic())
+        with _lock:
+            _routes[number] = route
+    return persona_entry(route[0]).persona
+
+
+def forget(**_: object) -> None:
+    """Drop everything: the next call start reads personas and routes afresh."""
+    with _lock:
+        _personas.clear()
+        _routes.clear()
+
+
+for _model in (Persona, PersonaLanguage, PhoneNumber):
+    post_save.connect(forget, sender=_model, dispatch_uid=f"directory-forget-save-{_model.__name__}")
+    post_delete.connect(forget, sender=_model, dispatch_uid=f"directory-forget-delete-{_model.__name__}")
