@@ -25,9 +25,6 @@ DEFAULT_FALLBACK_LINE = "Sorry, I'm having a little trouble right now. Could you
 
 
 class PersonaQuerySet(models.QuerySet["Persona"]):
-    def active(self) -> PersonaQuerySet:
-        return self.filter(is_active=True)
-
     def default(self) -> Persona:
         return self.get(is_default=True)
 

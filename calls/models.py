@@ -23,14 +23,8 @@ class CallQuerySet(models.QuerySet["Call"]):
         )
         return self.annotate(turn_count=Coalesce(Subquery(counts), Value(0)))
 
-    def of_persona(self, persona: Persona) -> CallQuerySet:
-        return self.filter(persona=persona).order_by("-created_at")
-
     def ended(self) -> CallQuerySet:
         return self.filter(status__in=Call.Status.terminal())
-
-    def live(self) -> CallQuerySet:
-        return self.exclude(status__in=Call.Status.terminal())
 
 
 class Call(TimestampedModel):

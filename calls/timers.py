@@ -27,9 +27,6 @@ class Timers:
         if task is not None:
             task.cancel()
 
-    def pending(self, name: str) -> bool:
-        return name in self._tasks
-
     async def cancel_all(self) -> None:
         tasks = list(self._tasks.values())
         self._tasks.clear()

@@ -48,10 +48,9 @@ def test_turn_count_is_not_inflated_by_joins_on_turns(call):
     assert [c.turn_count for c in counted] == [3]
 
 
-def test_terminal_statuses_separate_live_from_ended_calls(call, default_persona):
+def test_only_calls_in_a_terminal_status_count_as_ended(call, default_persona):
     ended = Call.objects.create(call_sid="CA" + "3" * 32, persona=default_persona, status=Call.Status.BUSY)
     assert list(Call.objects.ended()) == [ended]
-    assert list(Call.objects.live()) == [call]
     assert ended.is_over and not call.is_over
 
 
