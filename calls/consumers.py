@@ -16,7 +16,6 @@ from calls.relay import (
     Interrupt,
     Prompt,
     RelayError,
-    Setup,
     end_frame,
     language_frame,
     parse_frame,
@@ -61,7 +60,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
             # A failure handling one frame must not end the call, but a call we could not bind
             # (setup failed) cannot go on: closing lets Twilio's <Connect action> retry or apologise.
             logger.exception("relay frame %s failed", type(frame).__name__)
-            if isinstance(frame, Setup):
+            if isinstance(frame, CallStart):
                 await self.close(code=1011)
 
     async def dispatch_frame(self, frame: object) -> None:
@@ -75,10 +74,8 @@ class RelayConsumer(AsyncWebsocketConsumer):
                 await conversation.interrupt(utterance, duration_ms)
             case Dtmf(digit=digit):
                 await conversation.dtmf(digit)
-            case Setup():
-                await conversation.setup(
-                    CallStart(**{f: getattr(frame, f) for f in CallStart.__dataclass_fields__})
-                )
+            case CallStart():
+                await conversation.setup(frame)
             case RelayError(description=description):
                 await conversation.relay_error(description)
             case Info():

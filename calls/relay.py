@@ -7,24 +7,15 @@ ignored, and anything we cannot use raises FrameError with a reason for the log.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from calls.conversation import CallStart
 
 MAX_FRAME_CHARS = 64 * 1024  # a transcript line is far shorter; anything bigger is not Twilio
 
 
 class FrameError(ValueError):
     """A frame we cannot use; the message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Setup:
-    call_sid: str
-    session_id: str = ""
-    account_sid: str = ""
-    from_number: str = ""
-    to_number: str = ""
-    direction: str = "inbound"
-    custom_parameters: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +47,7 @@ class Info:
     value: str
 
 
-Frame = Setup | Prompt | Interrupt | Dtmf | RelayError | Info
+Frame = CallStart | Prompt | Interrupt | Dtmf | RelayError | Info
 
 
 def _str(data: dict, key: str, default: str = "") -> str:
@@ -76,17 +67,17 @@ def _number(value: object) -> float | None:
         return None
 
 
-def _setup(data: dict) -> Setup:
+def _setup(data: dict) -> CallStart:
     call_sid = _str(data, "callSid")
     if not call_sid:
         raise FrameError("setup without callSid")
     params = data.get("customParameters") or {}
     if not isinstance(params, dict):
         raise FrameError("setup: customParameters is not an object")
-    return Setup(
+    # Parsed straight into the engine's own start event: the wire adds nothing it needs.
+    return CallStart(
         call_sid=call_sid,
         session_id=_str(data, "sessionId"),
-        account_sid=_str(data, "accountSid"),
         from_number=_str(data, "from"),
         to_number=_str(data, "to"),
         direction=_str(data, "direction", "inbound") or "inbound",

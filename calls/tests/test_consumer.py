@@ -413,5 +413,5 @@ async def test_a_setup_that_cannot_be_bound_closes_the_socket_cleanly(relay, db,
     await caller.setup()
     closed = await caller.ws.receive_output(5)
     assert closed == {"type": "websocket.close", "code": 1011}
-    assert "relay frame Setup failed" in caplog.text
+    assert "relay frame CallStart failed" in caplog.text
     caller.closed = True

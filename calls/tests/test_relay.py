@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from calls.relay import FrameError, Interrupt, Prompt, Setup, end_frame, parse_frame, text_frame
+from calls.conversation import CallStart
+from calls.relay import FrameError, Interrupt, Prompt, end_frame, parse_frame, text_frame
 
 
 def test_setup_keeps_what_the_engine_needs_and_ignores_unknown_fields():
@@ -23,7 +24,7 @@ def test_setup_keeps_what_the_engine_needs_and_ignores_unknown_fields():
             }
         )
     )
-    assert frame == Setup(
+    assert frame == CallStart(
         call_sid="CA1",
         session_id="VX1",
         from_number="+1555",
