@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError, connection
 
 
-def _reconnecting[**P, R](fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+def reconnecting[**P, R](fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     try:
         return fn(*args, **kwargs)
     except (InterfaceError, OperationalError):
@@ -25,4 +25,4 @@ def _reconnecting[**P, R](fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs)
 
 
 async def in_db_thread[**P, R](fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    return await sync_to_async(_reconnecting)(fn, *args, **kwargs)
+    return await sync_to_async(reconnecting)(fn, *args, **kwargs)

@@ -13,10 +13,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from calls.db import in_db_thread
+from calls.db import in_db_thread, reconnecting
 from calls.models import Call, Turn
 
 logger = logging.getLogger(__name__)
@@ -84,11 +84,7 @@ class CallRecorder:
     def _apply(self, writes: list[Write]) -> None:
         for write in writes:
             try:
-                try:
-                    write()
-                except (InterfaceError, OperationalError):
-                    connection.close()  # a stale connection: once more on a new one
-                    write()
+                reconnecting(write)
             except Exception:
                 # One bad write must not cost the call its other turns.
                 logger.exception("call %s: a database write failed", self.call.call_sid)
