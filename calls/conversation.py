@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -223,13 +224,13 @@ class Conversation:
         self.timers.cancel("idle")
         self._drop_pending_end(reason)
 
-    async def _from_model(self, reply: ReplyStream) -> list[ToolCall]:
+    async def _from_model(self, reply: ReplyStream, *, tools: list[ToolSpec] | None = None) -> list[ToolCall]:
         messages = normalise_history((t.role, t.text) for t in self.turns)
         return await self.provider.stream_reply(
             persona=self.persona,
             messages=messages,
             reply=reply,
-            tools=self.tools,
+            tools=self.tools if tools is None else tools,
             system=self._system_prompt(),
         )
 
@@ -368,7 +369,9 @@ class Conversation:
         if end is not None:
             self._schedule_end(end[0], turn, end[1], generation.reply)
         elif switched and not generation.reply.spoken and not generation.follow_up:
-            self._start_generation(time.monotonic(), self._from_model, follow_up=True)
+            # The follow-up speaks in the new language; it may not switch again (no loop).
+            tools = [tool for tool in self.tools if tool.name != SWITCH_LANGUAGE]
+            self._start_generation(time.monotonic(), partial(self._from_model, tools=tools), follow_up=True)
         else:
             self._arm_idle(generation.reply)
 

@@ -41,7 +41,7 @@ def demo_reply(persona: Persona, messages: list[ChatMessage]) -> str:
 
 
 def demo_turn(
-    persona: Persona, messages: list[ChatMessage], tools: Sequence[ToolSpec], system: str = ""
+    persona: Persona, messages: list[ChatMessage], tools: Sequence[ToolSpec]
 ) -> tuple[str, list[ToolCall]]:
     """What the demo model says, and the tool it calls when the caller's words cue one it has."""
     heard = messages[-1]["content"] if messages else ""
@@ -58,8 +58,6 @@ def demo_turn(
         for name, prefix in LANGUAGES.items():
             code = next((c for c in codes if c.lower().startswith(prefix)), None)
             if code and name in heard.lower():
-                if code in system:  # switched already: the engine's follow-up turn
-                    return f"Now speaking {code}, as far as a demo model can.", []
                 return "", [ToolCall("switch_language", {"code": code})]
     return demo_reply(persona, messages), []
 
@@ -74,7 +72,7 @@ class DemoProvider:
         tools: Sequence[ToolSpec] = (),
         system: str | None = None,
     ) -> list[ToolCall]:
-        text, calls = demo_turn(persona, messages, tools, system or "")
+        text, calls = demo_turn(persona, messages, tools)
         try:
             await asyncio.sleep(FIRST_TOKEN_DELAY)
             for n, word in enumerate(re.findall(r"\s*\S+", text)):

@@ -45,12 +45,10 @@ def test_a_tool_the_persona_does_not_offer_is_never_called(persona):
     assert calls == [] and "demo model" in text
 
 
-def test_after_a_switch_the_follow_up_turn_speaks_instead_of_switching_again(persona):
-    system = "You help.\n\nThe call is now in the language es-MX: speak only that language."
-    text, calls = demo_turn(
-        persona, messages("Could we speak Spanish?"), tools_for(persona, ["en-US", "es-MX"]), system
-    )
-    assert calls == [] and "es-MX" in text
+def test_without_the_switch_tool_a_language_cue_gets_a_spoken_answer(persona):
+    # The engine's follow-up turn after a switch offers no switch_language: the demo speaks.
+    text, calls = demo_turn(persona, messages("Could we speak Spanish?"), tools_for(persona, ["en-US"]))
+    assert calls == [] and "Could we speak Spanish?" in text
 
 
 async def test_the_demo_streams_word_by_word_and_says_it_is_a_demo(persona):
