@@ -427,7 +427,7 @@ def start_py_spy(path: str, pid: int) -> subprocess.Popen:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
     # Python stacks of whichever thread holds the GIL: where the server's CPU goes. py-spy pauses
     # the server for each sample (unpaused samples come out truncated), so latencies are inflated.
-    command = [exe, "record", "--pid", str(pid), "--output", path, "--format", fmt, "--rate", "100", "--gil"]
+    command = [exe, "record", "--pid", str(pid), "--output", path, "--format", fmt, "--rate", "250", "--gil"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL)
 
 

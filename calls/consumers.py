@@ -8,7 +8,7 @@ import logging
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from calls.conversation import CallStart, Conversation
+from calls.conversation import Conversation
 from calls.relay import (
     Dtmf,
     FrameError,
@@ -21,6 +21,7 @@ from calls.relay import (
     parse_frame,
     text_frame,
 )
+from calls.services import CallStart
 from calls.signatures import handshake_signature_is_valid
 
 logger = logging.getLogger(__name__)

@@ -31,13 +31,13 @@ from agents.llm import ProviderError, ReplyStream, provider_for
 from agents.llm.base import LLMProvider, ToolCall, ToolSpec
 from agents.llm.history import normalise_history
 from agents.models import Persona
-from calls.db import in_db_thread
+from calls.db import Batched
 from calls.dtmf import DtmfCollector
 from calls.heard import heard_prefix
 from calls.lifecycle import call_ended
 from calls.models import Call, Turn
 from calls.recorder import CallRecorder
-from calls.services import relay_session_start
+from calls.services import CallStart, relay_sessions_start
 from calls.speech import MarkerDetector, PhraseChunker, SpeechCleaner, SpeechPipeline
 from calls.timers import Timers
 from calls.tools import END_CALL, SWITCH_LANGUAGE, TERMINAL, TRANSFER, tool_record, tools_for
@@ -67,16 +67,6 @@ class TurnState:
     tool_calls: list[dict] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class CallStart:
-    call_sid: str
-    session_id: str = ""
-    from_number: str = ""
-    to_number: str = ""
-    direction: str = "inbound"
-    custom_parameters: dict = field(default_factory=dict)
-
-
 @dataclass(slots=True)
 class Generation:
     """A reply in flight and the task producing it."""
@@ -94,6 +84,10 @@ class PendingEnd:
     handoff: dict
     turn: TurnState | None
     record: dict | None
+
+
+# Sockets open in bursts: their setups share database hops (calls/db.py: Batched).
+start_session = Batched(relay_sessions_start, name="relay-session-starts")
 
 
 class Conversation:
@@ -123,15 +117,7 @@ class Conversation:
             if self.call is not None:
                 logger.warning("call %s: second setup ignored", start.call_sid)
                 return
-            session = await in_db_thread(
-                relay_session_start,
-                call_sid=start.call_sid,
-                session_id=start.session_id,
-                from_number=start.from_number,
-                to_number=start.to_number,
-                direction=start.direction,
-                custom_parameters=start.custom_parameters,
-            )
+            session = await start_session(start)
             self.call, self.persona = session.call, session.call.persona
             self.provider = provider_for(self.persona)
             self.turns = [

@@ -8,7 +8,10 @@ that would close it); when the connection has gone stale, the work is retried on
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError, connection
@@ -26,3 +29,50 @@ def reconnecting[**P, R](fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) 
 
 async def in_db_thread[**P, R](fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     return await sync_to_async(reconnecting)(fn, *args, **kwargs)
+
+
+@dataclass
+class _Queue[T, R]:
+    pending: list[tuple[T, asyncio.Future[R]]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+class Batched[T, R]:
+    """Requests from many calls answered together: `apply` runs in one hop to the database thread
+    with every request queued while the previous hop ran, and returns a result or an exception
+    for each, in order. Alone, a request waits for nothing; in a burst, hops stay few."""
+
+    def __init__(self, apply: Callable[[list[T]], list[R | Exception]], name: str) -> None:
+        self._apply = apply
+        self._name = name
+        self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue[T, R]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def __call__(self, request: T) -> R:
+        loop = asyncio.get_running_loop()
+        queue = self._queues.setdefault(loop, _Queue())
+        answer: asyncio.Future[R] = loop.create_future()
+        queue.pending.append((request, answer))
+        if queue.task is None:
+            queue.task = loop.create_task(self._drain(queue), name=self._name)
+        return await answer
+
+    async def _drain(self, queue: _Queue[T, R]) -> None:
+        try:
+            while queue.pending:
+                await asyncio.sleep(0)  # the requests of this loop iteration join in
+                batch, queue.pending = queue.pending, []
+                try:
+                    results = await in_db_thread(self._apply, [request for request, _ in batch])
+                except Exception as exc:
+                    results = [exc] * len(batch)
+                for (_, answer), result in zip(batch, results, strict=True):
+                    if answer.done():  # its caller gave up waiting (the socket closed)
+                        continue
+                    if isinstance(result, Exception):
+                        answer.set_exception(result)
+                    else:
+                        answer.set_result(result)
+        finally:
+            queue.task = None

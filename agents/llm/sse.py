@@ -8,13 +8,17 @@ This reads the body's byte chunks and splits out whole events: one `split` per c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 
-async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes, bytes]]:
-    """(event name, data) for each complete event; the name is b"" when the event has none."""
+async def sse_events(read: Callable[[], Awaitable[bytes]]) -> AsyncIterator[tuple[bytes, bytes]]:
+    """(event name, data) for each complete event; the name is b"" when the event has none.
+
+    `read` returns the body's next chunk, b"" at the end (agents/llm/transport.py: body_reader).
+    Awaiting it directly, rather than an async iterator of chunks, keeps one generator per token.
+    """
     buffer = b""
-    async for chunk in chunks:
+    while chunk := await read():
         buffer += chunk
         if b"\r" in chunk:  # servers may end lines with CRLF
             buffer = buffer.replace(b"\r\n", b"\n")

@@ -3,13 +3,18 @@ from __future__ import annotations
 from agents.llm.sse import sse_events
 
 
-async def chunks(*parts: bytes):
-    for part in parts:
-        yield part
+def reader(*parts: bytes):
+    """A body reader as transport.body_reader returns: the next chunk, then b"" for ever."""
+    remaining = list(parts)
+
+    async def read() -> bytes:
+        return remaining.pop(0) if remaining else b""
+
+    return read
 
 
 async def collect(*parts: bytes) -> list[tuple[bytes, bytes]]:
-    return [event async for event in sse_events(chunks(*parts))]
+    return [event async for event in sse_events(reader(*parts))]
 
 
 async def test_events_split_across_chunks_arrive_whole_and_in_order():

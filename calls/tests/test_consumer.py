@@ -302,7 +302,7 @@ async def test_hanging_up_mid_reply_stores_every_turn_ends_the_call_and_leaves_n
     await live_call.arefresh_from_db()
     assert live_call.status == Call.Status.COMPLETED and live_call.ended_at is not None
     leftovers = [
-        t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith(("reply:", "recorder:"))
+        t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith(("reply:", "call-writes"))
     ]
     assert leftovers == []
 

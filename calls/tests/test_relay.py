@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from calls.conversation import CallStart
 from calls.relay import FrameError, Interrupt, Prompt, end_frame, parse_frame, text_frame
+from calls.services import CallStart
 
 
 def test_setup_keeps_what_the_engine_needs_and_ignores_unknown_fields():
