@@ -88,7 +88,9 @@ class RelayConsumer(AsyncWebsocketConsumer):
             await conversation.close()
 
     async def send_token(self, token: str, last: bool) -> None:
-        await self.send(text_data=text_frame(token, last))
+        # Straight to the ASGI server: every token of every call comes through here, and
+        # AsyncWebsocketConsumer.send only wraps the same message in two more coroutines.
+        await self.base_send({"type": "websocket.send", "text": text_frame(token, last)})
 
     async def send_language(self, code: str) -> None:
         await self.send(text_data=language_frame(code))

@@ -34,7 +34,7 @@ from agents.models import Persona
 from calls.db import Batched
 from calls.dtmf import DtmfCollector
 from calls.heard import heard_prefix
-from calls.lifecycle import call_ended
+from calls.lifecycle import SOCKET
 from calls.models import Call, Turn
 from calls.recorder import CallRecorder
 from calls.services import CallStart, relay_sessions_start
@@ -187,8 +187,7 @@ class Conversation:
             await self._abort_generation(heard=None)
             if self.recorder is None:
                 return
-            call_id = self.call.pk
-            self.recorder.then(lambda: call_ended(call_id=call_id, source="socket"))
+            self.recorder.end_call(SOCKET)
             await self.recorder.close()
 
     # --- turn taking ----------------------------------------------------------------------

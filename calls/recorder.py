@@ -19,6 +19,7 @@ import logging
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from calls.db import in_db_thread, reconnecting
+from calls.lifecycle import call_ended, calls_ended
 from calls.models import Call, Turn
 
 logger = logging.getLogger(__name__)
@@ -65,13 +67,19 @@ class _Run:
 
 
 @dataclass(slots=True)
+class _EndCall:
+    call: Call
+    source: str
+
+
+@dataclass(slots=True)
 class _Applied:
     """Resolved once everything queued before it has been applied."""
 
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-_Op = _CreateTurn | _UpdateTurn | _Run | _Applied
+_Op = _CreateTurn | _UpdateTurn | _Run | _EndCall | _Applied
 
 
 class CallRecorder:
@@ -95,6 +103,11 @@ class CallRecorder:
 
     def set_metadata(self, key: str, value: Any) -> None:
         self._queue(_Run(self.call, lambda: call_metadata_update(self.call.pk, key, value=value)))
+
+    def end_call(self, source: str) -> None:
+        """Mark the call ended (calls/lifecycle.py) after its writes so far, with the other calls
+        ending in the same batch."""
+        self._queue(_EndCall(self.call, source))
 
     def then(self, write: Write) -> None:
         """Run any other (synchronous, ORM) write after everything queued so far."""
@@ -161,11 +174,13 @@ class CallWrites:
 
 
 def apply_batch(batch: list[_Op]) -> None:
-    """Apply the ops in order, but the turns created between two other writes in one INSERT. An
+    """Apply the ops in order, except that the turns created and the calls ended between two other
+    writes go in one INSERT and one transaction (turns first: a call's summary reads them). An
     update of a turn created in the same batch is folded into its INSERT (a truncated reply is
     then written once)."""
     turns: list[Turn] = []
     unsaved: dict[tuple[int, int], Turn] = {}
+    ends: list[_EndCall] = []
     for op in batch:
         if isinstance(op, _CreateTurn):
             turn = Turn(call=op.call, **op.fields)
@@ -174,11 +189,27 @@ def apply_batch(batch: list[_Op]) -> None:
         elif isinstance(op, _UpdateTurn) and (op.call.pk, op.sequence) in unsaved:
             for name, value in op.fields.items():
                 setattr(unsaved[(op.call.pk, op.sequence)], name, value)
+        elif isinstance(op, _EndCall):
+            ends.append(op)
         elif isinstance(op, _UpdateTurn | _Run):
             _insert(turns)
-            turns, unsaved = [], {}
+            _end(ends)
+            turns, unsaved, ends = [], {}, []
             _write(op)
     _insert(turns)
+    _end(ends)
+
+
+def _end(ends: list[_EndCall]) -> None:
+    for source in dict.fromkeys(end.source for end in ends):
+        group = [end for end in ends if end.source == source]
+        try:
+            reconnecting(calls_ended, [end.call.pk for end in group], source=source)
+            continue
+        except Exception:
+            logger.exception("ending %s calls at once failed; ending them one by one", len(group))
+        for end in group:
+            _write(_Run(end.call, partial(call_ended, call_id=end.call.pk, source=source)))
 
 
 def _insert(turns: list[Turn]) -> None:

@@ -57,6 +57,26 @@ def summary_request(call_id: int) -> bool:
     return bool(claimed)
 
 
+def summary_requests(calls: list[Call]) -> list[int]:
+    """`summary_request` for ended calls the caller has locked (select_for_update) in its
+    transaction: one UPDATE for all; the ids enqueued."""
+    pending = [
+        call.pk
+        for call in calls
+        if call.summary_requested_at is None and call.summary_status == Call.SummaryStatus.PENDING
+    ]
+    if not pending:
+        return []
+    now = timezone.now()
+    Call.objects.filter(pk__in=pending).update(
+        summary_requested_at=now, summary_status=Call.SummaryStatus.QUEUED, updated_at=now
+    )
+    for call_id in pending:
+        _enqueue_on_commit(call_id)
+        logger.info("summary of call %s requested", call_id)
+    return pending
+
+
 def summary_forget(call: Call) -> None:
     """A call that turned out not to be over (it reconnected): its summary is asked for again
     when it really ends. A task already queued finds it pending and does nothing."""

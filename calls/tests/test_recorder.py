@@ -7,6 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from calls.db import in_db_thread
 from calls.models import Call, Turn
@@ -108,3 +109,30 @@ async def test_an_update_of_a_turn_written_earlier_is_an_update(two_calls):
     recorder.update_turn(0, text="It is", interrupted=True)
     await recorder.close()
     assert await sync_to_async(stored)(first) == [(0, "assistant", "It is", "It is ten.", True, None)]
+
+
+async def test_calls_ending_together_end_in_one_transaction_after_their_turns(two_calls, settings):
+    settings.RELAY_WRITE_BATCH_SECONDS = 0.05
+    first, second = two_calls
+    await Call.objects.filter(pk=second.pk).aupdate(
+        status=Call.Status.NO_ANSWER, ended_at=timezone.now(), metadata={"ended_by": "status-callback"}
+    )
+    a, b = CallRecorder(first), CallRecorder(second)
+    a.create_turn(sequence=0, role="user", text="Bye.")
+    a.end_call("socket")
+    b.end_call("socket")
+    queries = await in_db_thread(lambda: CaptureQueriesContext(connection).__enter__())
+    await a.close()
+    await b.close()
+    await in_db_thread(queries.__exit__, None, None, None)
+    captured = [q["sql"].split()[0] for q in await in_db_thread(lambda: queries.captured_queries)]
+
+    assert captured == ["INSERT", "BEGIN", "SELECT", "UPDATE", "UPDATE", "COMMIT"]
+    await first.arefresh_from_db()
+    await second.arefresh_from_db()
+    assert (first.status, first.metadata["ended_by"]) == (Call.Status.COMPLETED, "socket")
+    assert first.ended_at is not None
+    # An end Twilio reported first stands; both summaries are asked for, once.
+    assert (second.status, second.metadata["ended_by"]) == (Call.Status.NO_ANSWER, "status-callback")
+    assert [first.summary_status, second.summary_status] == [Call.SummaryStatus.QUEUED] * 2
+    assert first.summary_requested_at is not None and second.summary_requested_at is not None
