@@ -32,7 +32,9 @@ Metrics.
   replies, unexpected frames, calls cut by the run's time bound. Replies: completed of expected.
 - Server CPU (user+sys) during the load, from the first call to the last hang-up; peak RSS sampled
   every 100 ms. The fake's, this process's and the rest of the machine's CPU (PostgreSQL, anyone
-  else) over the same span, and this process's event-loop lag, tell a disturbed run apart.
+  else) over the same span, this process's event-loop lag, and the time the hypervisor stole
+  from this virtual machine (steal, often tens of percent on a busy host) tell a disturbed run
+  apart.
 
 Run (PostgreSQL on 127.0.0.1:5432, user postgres; nothing leaves 127.0.0.1):
     .venv/bin/python -m bench.relay_load --calls 200 --server daphne --json /tmp/daphne-200.json
@@ -247,7 +249,7 @@ async def load(args: argparse.Namespace, port: int, server_pid: int, fake: tuple
     server = psutil.Process(server_pid)
     processes = {"server": server, "fake": psutil.Process(fake[1]), "load generator": psutil.Process()}
     cpu_before = {name: cpu_seconds(p) for name, p in processes.items()}
-    machine_before, rss_before = machine_busy(), server.memory_info().rss
+    machine_before, steal_before, rss_before = machine_busy(), stolen(), server.memory_info().rss
     stats.rss.append(rss_before)
     background = [
         asyncio.create_task(sample(server, stop, stats)),
@@ -259,6 +261,7 @@ async def load(args: argparse.Namespace, port: int, server_pid: int, fake: tuple
     elapsed = time.perf_counter() - started
     cpu = {name: cpu_seconds(p) - cpu_before[name] for name, p in processes.items()}
     cpu["rest of the machine"] = machine_busy() - machine_before - sum(cpu.values())
+    cpu["stolen"] = stolen() - steal_before
     if profiler:
         stop_py_spy(profiler)
     stop.set()
@@ -339,6 +342,12 @@ def machine_busy() -> float:
     return (
         times.user + times.nice + times.system + getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0)
     )
+
+
+def stolen() -> float:
+    """CPU seconds the hypervisor gave to other guests while this one's vCPUs wanted to run. On a
+    shared cloud host it comes and goes, and every latency here grows with it."""
+    return getattr(psutil.cpu_times(), "steal", 0.0)
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -538,6 +547,8 @@ def table(result: dict) -> str:
         f" (before the load {result['server_rss_mb']['before']:g} MB)",
         f"other CPU during the load           fake {cpu['fake']:.1f} s, load generator"
         f" {cpu['load generator']:.1f} s, rest of the machine {cpu['rest of the machine']:.1f} s",
+        f"stolen by the hypervisor            {cpu['stolen']:.1f} s of the vCPUs' time"
+        f" ({cpu['stolen'] / (result['load_seconds'] * (os.cpu_count() or 1)):.0%})",
         f"server log                          {result['server_log']['warnings']} warnings,"
         f" {result['server_log']['errors']} errors ({result['server_log']['path']})",
     ]

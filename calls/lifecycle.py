@@ -12,6 +12,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from calls.db import save_each
 from calls.models import Call
 from calls.summary_requests import summary_forget, summary_request, summary_requests
 
@@ -24,7 +25,7 @@ ENDED_FIELDS = ["ended_at", "status", "duration_seconds", "metadata", "updated_a
 def _mark_ended(call: Call, *, source: str, status: str) -> bool:
     if call.ended_at is not None or call.is_over:
         return False
-    call.ended_at = call.updated_at = timezone.now()
+    call.ended_at = timezone.now()
     call.status = status
     if call.started_at and call.duration_seconds is None:
         call.duration_seconds = int((call.ended_at - call.started_at).total_seconds())
@@ -49,7 +50,7 @@ def calls_ended(call_ids: list[int], *, source: str, status: str = Call.Status.C
     queries for all of them: live calls end in bursts too."""
     calls = list(Call.objects.select_for_update().filter(pk__in=call_ids).order_by("pk"))
     ended = [call for call in calls if _mark_ended(call, source=source, status=status)]
-    Call.objects.bulk_update(ended, ENDED_FIELDS)
+    save_each(ended, ENDED_FIELDS)
     summary_requests(calls)
     return {call.pk for call in ended}
 

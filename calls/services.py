@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from agents import directory
 from agents.models import Persona
+from calls.db import save_each
 from calls.models import Call, Turn
 
 logger = logging.getLogger(__name__)
@@ -163,9 +164,8 @@ def _start_sessions(starts: list[CallStart]) -> list[RelaySession | Exception]:
         if not call.is_over:
             call.status = Call.Status.IN_PROGRESS
         call.started_at = call.started_at or now
-        call.updated_at = now  # bulk_update leaves auto_now fields alone
     bound = [calls[sid] for sid in entries]
-    Call.objects.bulk_update(bound, ["session_id", "metadata", "status", "started_at", "updated_at"])
+    save_each(bound, ["session_id", "metadata", "status", "started_at", "updated_at"])
 
     histories: dict[int, list[Turn]] = {call.pk: [] for call in bound}
     for turn in Turn.objects.filter(call__in=bound).in_order():

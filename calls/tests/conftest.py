@@ -26,6 +26,15 @@ from voiceproject.celery import app as celery_app
 WORKER_START_SECONDS = 30.0
 
 
+def statements(queries: list[dict]) -> list[str]:
+    """The kind of each captured query: "UPDATE", or "UPDATE x3" for one executemany of 3 rows."""
+    kinds = []
+    for query in queries:
+        times, _, rest = query["sql"].partition(" times: ")
+        kinds.append(f"{rest.split()[0]} x{times}" if rest else query["sql"].split()[0])
+    return kinds
+
+
 def wait_until(predicate: Callable[[], Any], *, timeout: float = 15.0, interval: float = 0.05) -> Any:
     """Poll until `predicate` returns something truthy, or fail at the deadline."""
     deadline = time.monotonic() + timeout

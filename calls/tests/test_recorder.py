@@ -12,6 +12,7 @@ from django.utils import timezone
 from calls.db import in_db_thread
 from calls.models import Call, Turn
 from calls.recorder import CallRecorder, apply_batch
+from calls.tests.conftest import statements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -125,9 +126,9 @@ async def test_calls_ending_together_end_in_one_transaction_after_their_turns(tw
     await a.close()
     await b.close()
     await in_db_thread(queries.__exit__, None, None, None)
-    captured = [q["sql"].split()[0] for q in await in_db_thread(lambda: queries.captured_queries)]
+    captured = statements(await in_db_thread(lambda: queries.captured_queries))
 
-    assert captured == ["INSERT", "BEGIN", "SELECT", "UPDATE", "UPDATE", "COMMIT"]
+    assert captured == ["INSERT", "BEGIN", "SELECT", "UPDATE x1", "UPDATE", "COMMIT"]
     await first.arefresh_from_db()
     await second.arefresh_from_db()
     assert (first.status, first.metadata["ended_by"]) == (Call.Status.COMPLETED, "socket")

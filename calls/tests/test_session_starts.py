@@ -14,6 +14,7 @@ from calls.conversation import start_session
 from calls.db import in_db_thread
 from calls.models import Call, Turn
 from calls.services import CallStart, NoPersonaAvailable, RelaySession, relay_sessions_start
+from calls.tests.conftest import statements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,14 +43,7 @@ async def test_setups_arriving_together_share_one_hop(answered_call, other_perso
     captured = await in_db_thread(lambda: queries.captured_queries)
 
     # Lock, insert the unseen calls, update all, read the histories: six queries for three calls.
-    assert [q["sql"].split()[0] for q in captured] == [
-        "BEGIN",
-        "SELECT",
-        "INSERT",
-        "UPDATE",
-        "SELECT",
-        "COMMIT",
-    ]
+    assert statements(captured) == ["BEGIN", "SELECT", "INSERT", "UPDATE x3", "SELECT", "COMMIT"]
     assert [s.call.call_sid for s in sessions] == [start.call_sid for start in starts]
     assert [[t.text for t in s.turns] for s in sessions] == [["Hello!"], [], []]
     rows = {c.call_sid: c async for c in Call.objects.filter(call_sid__in=[s.call_sid for s in starts])}
