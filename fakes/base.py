@@ -33,6 +33,7 @@ class FakeReply:
     cut_after: int | None = None  # drop the connection after this many tokens
     error_event_after: int | None = None  # send an in-stream error after this many tokens
     hold_after: int | None = None  # after this many tokens, wait (for the client to hang up)
+    end_delay: float = 0.0  # seconds between the last event and the end of the body
     # {"name": ..., "input": {...}} or a list of them: tool calls after the text
     tool_use: dict | list[dict] | None = None
     stop_reason: str | None = None  # Anthropic's; None: "end_turn" (or "tool_use" with tools)
@@ -74,6 +75,8 @@ class FakeProviderServer:
         self.replies: deque[FakeReply] = deque()
         self.requests: list[dict] = []
         self.headers: list[dict[str, str]] = []
+        # The client's address of each request: the same one twice means a pooled connection.
+        self.peers: list[tuple] = []
         self.streams: list[StreamRecord] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -101,6 +104,7 @@ class FakeProviderServer:
             self.replies.clear()
             self.requests.clear()
             self.headers.clear()
+            self.peers.clear()
             self.streams.clear()
             self.default = default or self._initial_default
 
@@ -166,6 +170,7 @@ class FakeProviderServer:
         with self._request_seen:
             self.requests.append(body)
             self.headers.append(dict(request.headers))
+            self.peers.append(request.transport.get_extra_info("peername") if request.transport else ())
             self._request_seen.notify_all()
         reply = self.replies.popleft() if self.replies else self.default
         if reply.status != 200:
@@ -209,6 +214,8 @@ class FakeProviderServer:
                 await response.write(event)
             # Everything was sent: a client closing right after the last event is not an early close.
             record.completed = True
+            if reply.end_delay:
+                await asyncio.sleep(reply.end_delay)
             await response.write_eof()
             return response
         except (asyncio.CancelledError, ConnectionError):
@@ -275,6 +282,7 @@ def run_cli(server: type[FakeProviderServer], description: str, *, port: int) ->
     # Benchmarks make thousands of requests: keep only counts, not bodies.
     fake.requests = _CountingList()
     fake.headers = _CountingList()
+    fake.peers = _CountingList()
     if args.tagged:
         fake.replies = _TaggedReplies(args.tokens)
 

@@ -23,7 +23,7 @@ from django.conf import settings
 from agents.llm.base import ChatMessage, ProviderError, ReplyStream, SharedClient, ToolCall, ToolSpec
 from agents.llm.sse import sse_events
 from agents.llm.tools import ToolCallAssembler
-from agents.llm.transport import AiohttpTransport, body_reader
+from agents.llm.transport import AiohttpTransport, body_reader, read_to_end
 from agents.models import Persona
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ class AnthropicProvider(SharedClient):
 
     async def _read_events(self, response, reply: ReplyStream) -> list[ToolCall]:  # type: ignore[no-untyped-def]
         tool_calls = ToolCallAssembler()
-        async with aclosing(sse_events(body_reader(response.http_response))) as events:
+        read = body_reader(response.http_response)
+        async with aclosing(sse_events(read)) as events:
             async for event, data in events:
                 if reply.aborted:
                     return []  # leaving the `async with` closes the stream: no more tokens are paid for
@@ -103,6 +104,7 @@ class AnthropicProvider(SharedClient):
                 elif event == b"content_block_stop":
                     tool_calls.finish(json.loads(data)["index"])
                 elif event == b"message_stop":
+                    await read_to_end(read)
                     return tool_calls.calls()
                 elif event == b"error":
                     raise ProviderError(f"Anthropic stream error: {json.loads(data).get('error')}")

@@ -21,7 +21,7 @@ import openai
 from agents.llm.base import ChatMessage, ProviderError, ReplyStream, SharedClient, ToolCall, ToolSpec
 from agents.llm.sse import sse_events
 from agents.llm.tools import ToolCallAssembler
-from agents.llm.transport import AiohttpTransport, body_reader
+from agents.llm.transport import AiohttpTransport, body_reader, read_to_end
 from agents.models import Persona
 
 # Connect fast or fail over to the fallback line. No read timeout: it would re-arm a timer on
@@ -78,11 +78,13 @@ class OpenAIProvider(SharedClient):
 async def _read_chunks(response, reply: ReplyStream) -> list[ToolCall]:  # type: ignore[no-untyped-def]
     tool_calls = ToolCallAssembler()
     finished = False
-    async with aclosing(sse_events(body_reader(response.http_response))) as events:
+    read = body_reader(response.http_response)
+    async with aclosing(sse_events(read)) as events:
         async for _, data in events:
             if reply.aborted:
                 return []  # leaving the `async with` closes the stream: no more tokens are paid for
             if data == b"[DONE]":
+                await read_to_end(read)
                 return tool_calls.calls()
             chunk = json.loads(data)
             choices = chunk.get("choices")

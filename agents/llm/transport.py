@@ -135,3 +135,16 @@ def body_reader(response: httpx2.Response) -> Callable[[], Awaitable[bytes]]:
         return await anext(chunks, b"")
 
     return read
+
+
+async def read_to_end(read: Callable[[], Awaitable[bytes]], timeout: float = 0.1) -> None:
+    """Read what is left of a body whose last event has arrived (the end of the chunked encoding
+    follows it at once), so the connection goes back to the pool: a body left unread makes aiohttp
+    close it, and the next reply pays for a new connection (and, to the real API, a TLS handshake).
+    A server that keeps the stream open past `timeout` only costs that connection."""
+    try:
+        async with asyncio.timeout(timeout):
+            while await read():
+                pass
+    except (TimeoutError, aiohttp.ClientError, httpx2.HTTPError):
+        pass

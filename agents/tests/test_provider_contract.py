@@ -40,6 +40,23 @@ async def test_aborting_stops_the_tokens_and_closes_the_stream(endpoint, reply_i
     assert stream.closed_early and not stream.completed
 
 
+async def test_replies_one_after_another_share_one_connection(endpoint, reply_into):
+    """A finished reply's connection goes back to the pool (a new one would cost the real API a
+    TLS handshake), and an aborted reply's does not."""
+    provider, fake = endpoint
+    # The end of the body comes a moment after the last event, as it may from a real server.
+    fake.queue(FakeReply(tokens=["One"], end_delay=0.02), FakeReply(tokens=["Two"], end_delay=0.02))
+    fake.queue(FakeReply(tokens=["Three", " four", " five"], hold_after=2), FakeReply(tokens=["Six"]))
+    for abort_at in (None, None, 1, None):
+        await provider.stream_reply(
+            persona=PERSONA, messages=MESSAGES, reply=reply_into([], abort_at=abort_at)
+        )
+
+    first, second, aborted, after_abort = fake.peers
+    assert first == second == aborted
+    assert after_abort != aborted
+
+
 async def test_cancelling_a_held_reply_closes_the_stream(endpoint, cancel_held_reply):
     provider, fake = endpoint
     fake.queue(FakeReply(tokens=["One", " two", " three"], hold_after=2))
