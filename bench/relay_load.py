@@ -249,6 +249,7 @@ async def load(args: argparse.Namespace, port: int, server_pid: int, fake: tuple
     server = psutil.Process(server_pid)
     processes = {"server": server, "fake": psutil.Process(fake[1]), "load generator": psutil.Process()}
     cpu_before = {name: cpu_seconds(p) for name, p in processes.items()}
+    server_system_before = server.cpu_times().system
     machine_before, steal_before, rss_before = machine_busy(), stolen(), server.memory_info().rss
     stats.rss.append(rss_before)
     background = [
@@ -261,6 +262,7 @@ async def load(args: argparse.Namespace, port: int, server_pid: int, fake: tuple
     elapsed = time.perf_counter() - started
     cpu = {name: cpu_seconds(p) - cpu_before[name] for name, p in processes.items()}
     cpu["rest of the machine"] = machine_busy() - machine_before - sum(cpu.values())
+    cpu["server system"] = server.cpu_times().system - server_system_before  # part of "server"
     cpu["stolen"] = stolen() - steal_before
     if profiler:
         stop_py_spy(profiler)
@@ -542,7 +544,8 @@ def table(result: dict) -> str:
         f" the last {result['old_reply_in_flight_last_ms']:g} ms after it)",
         f"provider streams closed early       {provider_verdict(provider, interrupts)}",
         f"server CPU during the load          {cpu['server']:.1f} s user+sys"
-        f" ({cpu['server'] / result['load_seconds']:.0%} of a core over {result['load_seconds']:g} s)",
+        f" ({cpu['server'] / result['load_seconds']:.0%} of a core over {result['load_seconds']:g} s;"
+        f" {cpu['server system']:.1f} s of it in the kernel)",
         f"server RSS                          peak {result['server_rss_mb']['peak']:g} MB"
         f" (before the load {result['server_rss_mb']['before']:g} MB)",
         f"other CPU during the load           fake {cpu['fake']:.1f} s, load generator"
@@ -574,7 +577,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--calls", type=int, default=200, help="concurrent calls")
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
-    parser.add_argument("--ws", default="websockets", help="uvicorn's websocket implementation")
+    parser.add_argument(
+        "--ws",
+        default="websockets-sansio",
+        help="uvicorn's websocket implementation (websockets: the legacy one)",
+    )
     parser.add_argument("--prompts", type=int, default=4, help="prompts a call (at least 4)")
     parser.add_argument(
         "--pause", type=float, default=0.5, help="seconds between a reply and the next prompt"

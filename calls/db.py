@@ -1,9 +1,12 @@
-"""The relay's way to the database: one hop to Django's database thread per batch of work.
+"""The relay's way to the database: few hops to Django's database thread, each with much work.
 
-Async ORM calls each hop to asgiref's single database thread, and under load every hop waits for
-the GIL behind the event loop. So a live call sends whole units of work (its setup, a batch of
-turn writes) in one hop. That thread keeps its connection between hops (it serves no requests
-that would close it); when the connection has gone stale, the work is retried once on a new one.
+Async ORM calls each hop to asgiref's single database thread. Whatever runs there holds the GIL
+that the event loop, which releases it at every socket read and write, must then wait for: under
+load, ORM CPU on that thread made every call's tokens late. So the live calls share their hops:
+setups that arrive together are bound in one (`Batched`), turn writes go in timed batches
+(calls/recorder.py), and rows are saved with `save_each` rather than per-row ORM saves. That
+thread keeps its connection between hops (it serves no requests that would close it); when the
+connection has gone stale, the work is retried once on a new one.
 """
 
 from __future__ import annotations
