@@ -2,7 +2,8 @@
 
 Workload. A fake Anthropic API runs in its own process (fakes/anthropic_server.py --tagged: 300 ms
 to the first token, 25 tokens/s, 50 tokens a reply, every token naming its request, " r17w3").
-ONE server process (daphne, or uvicorn with uvloop and httptools) serves the real ASGI app on
+ONE server process (daphne, or uvicorn with uvloop, httptools and, unless --ws says otherwise,
+websockets' sans-I/O implementation) serves the real ASGI app on
 PostgreSQL (database switchboard_bench, created and migrated first), DEBUG off, Redis DB 9 as the
 Celery broker (end-of-call summaries are enqueued there, as in production; no worker runs). This
 process plays Twilio for N calls started evenly over 5 s. Each call opens a signed socket, sends
