@@ -26,7 +26,7 @@ EXTENSION = "switchboard.aiohttp_response"
 # types only make its errors say what happened.
 _ERRORS: tuple[tuple[type[Exception], type[httpx2.TransportError]], ...] = (
     (aiohttp.ServerTimeoutError, httpx2.TimeoutException),
-    (asyncio.TimeoutError, httpx2.TimeoutException),
+    (TimeoutError, httpx2.TimeoutException),
     (aiohttp.ClientConnectorError, httpx2.ConnectError),
     (aiohttp.ClientPayloadError, httpx2.ReadError),
     (aiohttp.ClientError, httpx2.NetworkError),
