@@ -23,14 +23,10 @@ from django.conf import settings
 from agents.llm.base import ChatMessage, ProviderError, ReplyStream, SharedClient, ToolCall, ToolSpec
 from agents.llm.sse import sse_events
 from agents.llm.tools import ToolCallAssembler
-from agents.llm.transport import AiohttpTransport, body_reader, read_to_end
+from agents.llm.transport import TIMEOUT, body_reader, read_to_end, sdk_http_client
 from agents.models import Persona
 
 logger = logging.getLogger(__name__)
-
-# Connect fast or fail over to the fallback line. No read timeout: it would re-arm a timer on
-# every chunk of the stream (a fifth of the per-token CPU); the engine bounds the whole reply.
-TIMEOUT = anthropic.Timeout(None, connect=5.0)
 
 
 class AnthropicProvider(SharedClient):
@@ -41,8 +37,7 @@ class AnthropicProvider(SharedClient):
             base_url=base_url or None,
             timeout=TIMEOUT,
             max_retries=2,
-            # aiohttp, with the stream's body readable straight off its reader (transport.py).
-            http_client=anthropic.DefaultAsyncHttpxClient(timeout=TIMEOUT, transport=AiohttpTransport()),
+            http_client=sdk_http_client(anthropic.DefaultAsyncHttpxClient),
             # The SDK's OpenTelemetry spans cost about half a millisecond of CPU a request even
             # with no tracer configured: opt in with ANTHROPIC_OPEN_TELEMETRY=true.
             open_telemetry=None if settings.ANTHROPIC_OPEN_TELEMETRY else False,

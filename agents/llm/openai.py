@@ -21,12 +21,8 @@ import openai
 from agents.llm.base import ChatMessage, ProviderError, ReplyStream, SharedClient, ToolCall, ToolSpec
 from agents.llm.sse import sse_events
 from agents.llm.tools import ToolCallAssembler
-from agents.llm.transport import AiohttpTransport, body_reader, read_to_end
+from agents.llm.transport import TIMEOUT, body_reader, read_to_end, sdk_http_client
 from agents.models import Persona
-
-# Connect fast or fail over to the fallback line. No read timeout: it would re-arm a timer on
-# every chunk of the stream (a fifth of the per-token CPU); the engine bounds the whole reply.
-TIMEOUT = openai.Timeout(None, connect=5.0)
 
 
 class OpenAIProvider(SharedClient):
@@ -37,8 +33,7 @@ class OpenAIProvider(SharedClient):
             base_url=base_url or None,
             timeout=TIMEOUT,
             max_retries=2,
-            # aiohttp, with the stream's body readable straight off its reader (transport.py).
-            http_client=openai.DefaultAsyncHttpxClient(timeout=TIMEOUT, transport=AiohttpTransport()),
+            http_client=sdk_http_client(openai.DefaultAsyncHttpxClient),
         )
 
     async def stream_reply(

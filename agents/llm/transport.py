@@ -22,6 +22,10 @@ import httpx2
 
 EXTENSION = "switchboard.aiohttp_response"
 
+# Connect fast or fail over to the fallback line. No read timeout: it would re-arm a timer on
+# every chunk of the stream (a fifth of the per-token CPU); the engine bounds the whole reply.
+TIMEOUT = httpx2.Timeout(None, connect=5.0)
+
 # Requests are retried by the SDK, which retries on any exception from the transport; httpx's
 # types only make its errors say what happened.
 _ERRORS: tuple[tuple[type[Exception], type[httpx2.TransportError]], ...] = (
@@ -120,6 +124,12 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def sdk_http_client(client_class: type[httpx2.AsyncClient]) -> httpx2.AsyncClient:
+    """The http client an SDK is given: its own defaults (`DefaultAsyncHttpxClient`), this
+    transport, TIMEOUT."""
+    return client_class(timeout=TIMEOUT, transport=AiohttpTransport())
 
 
 def body_reader(response: httpx2.Response) -> Callable[[], Awaitable[bytes]]:
