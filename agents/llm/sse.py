@@ -20,7 +20,7 @@ async def sse_events(read: Callable[[], Awaitable[bytes]]) -> AsyncIterator[tupl
     buffer = b""
     while chunk := await read():
         buffer += chunk
-        if b"\r" in chunk:  # servers may end lines with CRLF
+        if b"\r" in buffer:  # servers may end lines with CRLF, cut anywhere between two chunks
             buffer = buffer.replace(b"\r\n", b"\n")
         if b"\n\n" not in buffer:
             continue

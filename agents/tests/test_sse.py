@@ -29,5 +29,9 @@ async def test_nameless_events_comments_and_crlf_lines():
     assert await collect(b": keep-alive\r\n\r\ndata: [DONE]\r\n\r\n") == [(b"", b"[DONE]")]
 
 
+async def test_a_crlf_cut_between_two_chunks_still_ends_the_event():
+    assert await collect(b"data: one\r\n\r", b"\n") == [(b"", b"one")]
+
+
 async def test_multiline_data_is_joined_and_an_unterminated_event_is_not_emitted():
     assert await collect(b"data: one\ndata: two\n\ndata: cut") == [(b"", b"one\ntwo")]
