@@ -33,7 +33,7 @@ from agents.llm.history import normalise_history
 from agents.models import Persona
 from calls.db import Batched
 from calls.dtmf import DtmfCollector
-from calls.heard import heard_prefix
+from calls.heard import Heard, heard_prefix
 from calls.lifecycle import SOCKET
 from calls.models import Call, Turn
 from calls.recorder import CallRecorder
@@ -234,6 +234,13 @@ class Conversation:
     def _start_generation(
         self, prompted_at: float, produce: Producer, *, then_end: dict | None = None, follow_up: bool = False
     ) -> None:
+        if self.closed or self.generation is not None:
+            # One reply in flight, on a live call. Callers abort the current reply first; this
+            # catches one that lost a race, like a follow-up after a language switch whose
+            # `language` frame was still being sent when a new prompt (or the hang-up) came in.
+            why = "the call is over" if self.closed else "another reply is in flight"
+            logger.info("call %s: reply not started: %s", self.call.call_sid, why)
+            return
         marker = MarkerDetector(self.persona.end_call_marker) if self.persona.end_call_marker else None
         filters = [marker] if marker else []
         filters.append(SpeechCleaner(allow_ssml=self.persona.allow_ssml))
@@ -253,8 +260,6 @@ class Conversation:
         try:
             async with asyncio.timeout(settings.RELAY_REPLY_TIMEOUT_SECONDS):
                 calls = await produce(reply)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # the provider failed, or went silent past the bound
             await self._speak_fallback(reply, exc)
         if reply.aborted:
@@ -300,9 +305,14 @@ class Conversation:
             return
         if heard is not None:
             self._truncate(turn, turn.generated_text, *heard)
-        elif generation.reply.spoken_text != turn.generated_text:
-            # Speech filters held some text back: keep only what went out.
-            self._truncate(turn, turn.generated_text, generation.reply.spoken_text, None)
+        elif (spoken := generation.reply.spoken_text) != turn.generated_text:
+            # Speech filters held some text back: keep only what went out. Usually that is a
+            # prefix (phrase chunking held the last phrase), and then it is the answer; the
+            # matcher, O(n·m) on the event loop, only when cleaning changed the text.
+            if turn.generated_text.startswith(spoken):
+                self._keep_heard(turn, turn.generated_text, Heard(spoken, 1.0, "sent"))
+            else:
+                self._truncate(turn, turn.generated_text, spoken, None)
 
     def _store_reply(
         self, generation: Generation, *, interrupted: bool, has_tools: bool = False
@@ -477,7 +487,10 @@ class Conversation:
         return turn
 
     def _truncate(self, turn: TurnState, sent: str, utterance: str, duration_ms: float | None) -> None:
-        heard = heard_prefix(sent, utterance, duration_ms)
+        chars_per_second = settings.RELAY_SPEECH_CHARS_PER_SECOND
+        self._keep_heard(turn, sent, heard_prefix(sent, utterance, duration_ms, chars_per_second))
+
+    def _keep_heard(self, turn: TurnState, sent: str, heard: Heard) -> None:
         turn.text, turn.interrupted = heard.text, True
         self.recorder.update_turn(
             turn.sequence, text=heard.text, interrupted=True, heard_confidence=heard.confidence

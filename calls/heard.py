@@ -174,7 +174,7 @@ class Heard:
 
     text: str
     confidence: float
-    method: str  # "match", "duration" or "length"
+    method: str  # "match", "duration" or "length"; "sent" when the engine knows it exactly
 
 
 def substitution_cost(heard: str, said: str, *, last: bool) -> float:
@@ -222,7 +222,9 @@ def cut_at_boundary(text: str, chars: float) -> str:
     return text[:cut] if cut > 0 else ""
 
 
-def heard_prefix(reply: str, utterance: str, duration_ms: float | None = None) -> Heard:
+def heard_prefix(
+    reply: str, utterance: str, duration_ms: float | None = None, chars_per_second: float = CHARS_PER_SECOND
+) -> Heard:
     """The part of `reply` the caller heard, given Twilio's interrupt fields."""
     spoken = [w.text for w in canonical_words(utterance)]
     if not spoken:
@@ -235,5 +237,5 @@ def heard_prefix(reply: str, utterance: str, duration_ms: float | None = None) -
         end = last.start + len(spoken[-1]) if partial and last.literal else last.end
         return Heard(reply[:end], round(confidence, 3), "match")
     if duration_ms:
-        return Heard(cut_at_boundary(reply, duration_ms / 1000 * CHARS_PER_SECOND), 0.2, "duration")
+        return Heard(cut_at_boundary(reply, duration_ms / 1000 * chars_per_second), 0.2, "duration")
     return Heard(cut_at_boundary(reply, len(utterance)), 0.1, "length")

@@ -11,14 +11,11 @@ raw text: MarkerDetector, SpeechCleaner, PhraseChunker (SpeechPipeline does the 
 from __future__ import annotations
 
 import re
-from typing import Literal, Protocol
+from typing import Literal
+
+from agents.llm.base import SpeechFilter
 
 END_CALL_MARKER = "[END_CALL]"
-
-
-class SpeechFilter(Protocol):
-    def feed(self, text: str) -> str: ...
-    def flush(self) -> str: ...
 
 
 class SpeechPipeline:

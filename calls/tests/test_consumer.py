@@ -206,6 +206,24 @@ async def test_a_prompt_while_generating_cancels_the_reply_and_history_still_alt
     assert cut.interrupted and cut.text == cut.generated_text == "Sure, we"
 
 
+async def test_a_phrase_held_back_when_a_new_prompt_comes_is_not_stored_as_said(relay, live_call, llm):
+    live_call.persona.speech_chunking = "phrase"
+    await live_call.persona.asave()
+    llm.queue(scripted(llm, tokens=REPLY, hold_after=5), scripted(llm, tokens=["Noon", "."]))
+    caller = await relay()
+    await caller.prompt("When are you open on Saturday?")
+    assert await caller.tokens(1) == ["Sure,"]
+    assert await caller.ws.receive_nothing(0.2)  # " we open at" waits for the rest of its phrase
+    await caller.prompt("And on Sunday?")
+    assert text_of(await caller.reply()) == "Noon."
+    await caller.hang_up()
+
+    cut = (await turns_of(live_call))[2]
+    assert (cut.text, cut.interrupted, cut.heard_confidence) == ("Sure,", True, 1.0)
+    assert cut.generated_text.startswith("Sure, we")
+    assert history(llm.requests[1])[-2]["content"] == "Sure,"
+
+
 async def test_two_prompts_before_any_token_are_sent_as_one_user_turn(relay, live_call, llm):
     llm.queue(scripted(llm, tokens=REPLY, ttft=30), scripted(llm, tokens=["Got", " it", "."]))
     caller = await relay()
