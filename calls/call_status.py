@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from calls.models import Call
-from calls.summary_requests import summary_request
+from calls.summary_requests import summary_requests
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def call_status_record(event: StatusEvent) -> Call | None:
             call.started_at = timezone.now()
     call.save()
     if call.is_over:
-        summary_request(call.pk)
+        summary_requests([call])
     return call
 
 

@@ -1,20 +1,24 @@
 """The end of a call, whichever signal reports it first (socket closed, callbacks).
 
-Every end signal asks for the call's summary; `summary_request` makes sure only the first one
-enqueues it. When a relay socket closes, the engine's recorder ends its call after the call's
-last writes, together with the other calls that ended meanwhile (`calls_ended`).
+Every end signal asks for the call's summary; `summary_requests` makes sure only the first one
+enqueues it. Callbacks end the call they hold locked (`end_locked_call`). When a relay socket
+closes, the engine's recorder ends its call after the call's last writes, together with the
+other calls that ended meanwhile (`calls_ended`), unless Twilio has moved the call on to another
+session since: the socket's end can come after `/twilio/relay-action/` answered a reconnect or
+a transfer.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from django.db import transaction
 from django.utils import timezone
 
 from calls.db import save_each
 from calls.models import Call
-from calls.summary_requests import summary_forget, summary_request, summary_requests
+from calls.summary_requests import summary_forget, summary_requests
 
 logger = logging.getLogger(__name__)
 
@@ -34,34 +38,47 @@ def _mark_ended(call: Call, *, source: str, status: str) -> bool:
     return True
 
 
-def end_locked_call(call: Call, *, source: str, status: str) -> bool:
-    """Mark a call (already locked with select_for_update) ended unless something already did;
-    True when this signal was first. The caller saves nothing: this saves what it changes."""
-    if not _mark_ended(call, source=source, status=status):
-        return False
-    call.save(update_fields=ENDED_FIELDS)
-    return True
+def end_locked_call(call: Call, *, source: str, status: str = Call.Status.COMPLETED) -> bool:
+    """Mark a call (already locked with select_for_update) ended unless something already did,
+    and ask for its summary (once per call, however many signals arrive); True when this signal
+    was first. The caller saves nothing: this saves what it changes."""
+    first = _mark_ended(call, source=source, status=status)
+    if first:
+        call.save(update_fields=ENDED_FIELDS)
+    summary_requests([call])
+    return first
 
 
 @transaction.atomic
-def calls_ended(call_ids: list[int], *, source: str, status: str = Call.Status.COMPLETED) -> set[int]:
-    """Mark the calls ended unless something already did, and ask for their summaries (once per
-    call, however many signals arrive); the ids this signal ended first. One transaction of four
-    queries for all of them: live calls end in bursts too."""
+def calls_ended(
+    call_ids: list[int],
+    *,
+    source: str,
+    status: str = Call.Status.COMPLETED,
+    sessions: Mapping[int, str] | None = None,
+) -> set[int]:
+    """`end_locked_call` for many calls in one transaction of four queries (live calls end in
+    bursts too); the ids this signal ended first. `sessions`, for sockets' ends, holds the relay
+    session each call's socket carried: a call whose session has changed since (a reconnect's new
+    one, or none while Twilio reconnects or transfers it) is not ended by it."""
     calls = list(Call.objects.select_for_update().filter(pk__in=call_ids).order_by("pk"))
+    if sessions is not None:
+        for call in [call for call in calls if call.session_id != sessions.get(call.pk)]:
+            logger.info(
+                "call %s: end of relay session %r ignored: the call moved on",
+                call.call_sid,
+                sessions.get(call.pk),
+            )
+            calls.remove(call)
     ended = [call for call in calls if _mark_ended(call, source=source, status=status)]
     save_each(ended, ENDED_FIELDS)
     summary_requests(calls)
     return {call.pk for call in ended}
 
 
-@transaction.atomic
 def call_ended(*, call_id: int, source: str, status: str = Call.Status.COMPLETED) -> bool:
     """`calls_ended` for one call; True when this signal was first."""
-    call = Call.objects.select_for_update().get(pk=call_id)
-    first = end_locked_call(call, source=source, status=status)
-    summary_request(call.pk)
-    return first
+    return call_id in calls_ended([call_id], source=source, status=status)
 
 
 def reopen_locked_call(call: Call) -> bool:

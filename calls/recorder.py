@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from calls.db import in_db_thread, reconnecting
-from calls.lifecycle import call_ended, calls_ended
+from calls.db import reconnecting
+from calls.lifecycle import calls_ended
 from calls.models import Call, Turn
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class _Run:
 class _EndCall:
     call: Call
     source: str
+    session_id: str  # the relay session that ended
 
 
 @dataclass(slots=True)
@@ -105,9 +107,9 @@ class CallRecorder:
         self._queue(_Run(self.call, lambda: call_metadata_update(self.call.pk, key, value=value)))
 
     def end_call(self, source: str) -> None:
-        """Mark the call ended (calls/lifecycle.py) after its writes so far, with the other calls
-        ending in the same batch."""
-        self._queue(_EndCall(self.call, source))
+        """Mark the call ended (calls/lifecycle.py: calls_ended) after its writes so far, with the
+        other calls ending in the same batch, unless Twilio has moved it to another session."""
+        self._queue(_EndCall(self.call, source, self.call.session_id))
 
     def then(self, write: Write) -> None:
         """Run any other (synchronous, ORM) write after everything queued so far."""
@@ -162,7 +164,9 @@ class CallWrites:
                 await asyncio.sleep(settings.RELAY_WRITE_BATCH_SECONDS)
                 batch, self._pending = self._pending, []
                 try:
-                    await in_db_thread(apply_batch, batch)
+                    # Not in_db_thread: each write retries on its own after a dropped connection,
+                    # and retrying a whole batch could insert its turns twice.
+                    await sync_to_async(apply_batch)(batch)
                 except Exception:  # apply_batch keeps one call's failure from the others
                     logger.exception("a batch of %s call writes failed", len(batch))
                 finally:
@@ -204,12 +208,14 @@ def _end(ends: list[_EndCall]) -> None:
     for source in dict.fromkeys(end.source for end in ends):
         group = [end for end in ends if end.source == source]
         try:
-            reconnecting(calls_ended, [end.call.pk for end in group], source=source)
+            sessions = {end.call.pk: end.session_id for end in group}
+            reconnecting(calls_ended, list(sessions), source=source, sessions=sessions)
             continue
         except Exception:
             logger.exception("ending %s calls at once failed; ending them one by one", len(group))
         for end in group:
-            _write(_Run(end.call, partial(call_ended, call_id=end.call.pk, source=source)))
+            ended = partial(calls_ended, [end.call.pk], source=source, sessions={end.call.pk: end.session_id})
+            _write(_Run(end.call, ended))
 
 
 def _insert(turns: list[Turn]) -> None:

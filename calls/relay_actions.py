@@ -20,7 +20,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from calls.lifecycle import call_ended, reopen_locked_call
+from calls.lifecycle import end_locked_call, reopen_locked_call
 from calls.models import Call
 from calls.transfers import no_one_available_twiml, transfer_twiml
 from calls.twiml import connect_relay_twiml, say_and_hang_up
@@ -152,7 +152,11 @@ def relay_action_twiml(end: SessionEnd) -> str:
         if end.handoff_data:
             call.metadata["handoff"] = _parse_handoff(end.handoff_data)
         reply = session_end_reply(call, end)
+        if not reply.ends_call:
+            # Twilio reconnects or transfers the call: the session that ended is over, and its
+            # socket's own end, if it comes later, must not end the call (calls_ended).
+            call.session_id = ""
         call.save()
         if reply.ends_call:
-            call_ended(call_id=call.pk, source=RELAY_ACTION)
+            end_locked_call(call, source=RELAY_ACTION)
     return reply.twiml

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from twilio.twiml.voice_response import VoiceResponse
 
-from calls.lifecycle import call_ended
+from calls.lifecycle import end_locked_call
 from calls.models import Call
 from calls.signatures import public_url
 from calls.twiml import say_and_hang_up
@@ -85,5 +85,5 @@ def dial_action_twiml(end: DialEnd) -> str:
         call.metadata["handoff"] = handoff
         call.save(update_fields=["metadata", "updated_at"])
         logger.info("call %s: transfer ended %s", call.call_sid, end.dial_status or "(no status)")
-        call_ended(call_id=call.pk, source=DIAL_ACTION)
+        end_locked_call(call, source=DIAL_ACTION)
     return twiml

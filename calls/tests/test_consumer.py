@@ -412,6 +412,31 @@ async def test_a_dropped_socket_reconnects_and_the_new_session_resumes_the_store
     assert [t.sequence for t in await turns_of(live_call)] == [0, 1, 2, 3, 4]
 
 
+async def test_a_socket_whose_end_comes_after_twilio_reconnected_the_call_does_not_end_it(
+    relay, live_call, llm, twilio_post
+):
+    llm.reply_with(REPLY, ["Yes", ",", " still", " here", "."])
+    first = await relay()
+    await first.prompt("When are you open on Saturday?")
+    await first.reply()
+    # Twilio saw the session fail and asks what next before our server noticed the socket go.
+    params = {"CallSid": CALL_SID, "CallStatus": "in-progress", "SessionStatus": "failed"}
+    response = await sync_to_async(twilio_post)("/twilio/relay-action/", params)
+    assert ElementTree.fromstring(response.content).find("./Connect/ConversationRelay") is not None
+    await first.hang_up()
+
+    await live_call.arefresh_from_db()
+    assert (live_call.status, live_call.ended_at) == (Call.Status.IN_PROGRESS, None)
+    assert live_call.summary_status == Call.SummaryStatus.PENDING
+    second = await relay()
+    await second.prompt("Are you still there?")
+    assert text_of(await second.reply()) == "Yes, still here."
+    await second.hang_up()
+    await live_call.arefresh_from_db()
+    assert (live_call.status, live_call.metadata["ended_by"]) == (Call.Status.COMPLETED, "socket")
+    assert live_call.summary_status == Call.SummaryStatus.QUEUED
+
+
 async def test_a_model_that_goes_silent_is_cut_off_and_the_caller_hears_the_fallback(
     relay, live_call, llm, settings
 ):

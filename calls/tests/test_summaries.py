@@ -9,7 +9,7 @@ from typing import get_args
 import pytest
 
 from agents.models import Persona
-from calls import summaries
+from calls import summaries, summary_requests
 from calls.lifecycle import call_ended
 from calls.models import Call, Turn
 from calls.summaries import DEMO_PREFIX, TOOL_NAME, CallSummary, call_summarize
@@ -157,7 +157,7 @@ def eager_celery():
 
 @pytest.mark.django_db(transaction=True)  # the summary's thread has its own connection
 def test_without_an_api_key_the_ended_call_gets_a_labelled_demo_summary(
-    settings, eager_celery, default_persona, django_capture_on_commit_callbacks
+    settings, eager_celery, default_persona, django_capture_on_commit_callbacks, monkeypatch
 ):
     settings.ANTHROPIC_API_KEY = ""
     call = make_call(
@@ -166,11 +166,22 @@ def test_without_an_api_key_the_ended_call_gets_a_labelled_demo_summary(
         summary_status=Call.SummaryStatus.PENDING,
         status=Call.Status.IN_PROGRESS,
     )
+    ran_in, done = [], threading.Event()
+
+    def run_eagerly(call_id: int) -> None:
+        ran_in.append(threading.current_thread().name)
+        try:
+            run_eagerly_for_real(call_id)
+        finally:
+            done.set()
+
+    run_eagerly_for_real = summary_requests._run_eagerly
+    monkeypatch.setattr(summary_requests, "_run_eagerly", run_eagerly)
     with django_capture_on_commit_callbacks(execute=True):
         assert call_ended(call_id=call.pk, source="socket")
+    assert done.wait(10)
     # Beside the caller, not inside it: the socket's database thread must not wait on a summary.
-    [summary] = [t for t in threading.enumerate() if t.name == f"summary:{call.pk}"]
-    summary.join(10)
+    assert ran_in == [f"summary:{call.pk}"]
     call.refresh_from_db()
     assert call.summary_status == Call.SummaryStatus.DONE
     assert call.summary.startswith(DEMO_PREFIX) and "Do you open on Saturdays?" in call.summary
