@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from agents.llm import demo
 from agents.llm.base import ReplyStream
 from agents.llm.demo import DemoProvider, demo_turn
 from agents.models import Persona
@@ -51,7 +52,9 @@ def test_without_the_switch_tool_a_language_cue_gets_a_spoken_answer(persona):
     assert calls == [] and "Could we speak Spanish?" in text
 
 
-async def test_the_demo_streams_word_by_word_and_says_it_is_a_demo(persona):
+async def test_the_demo_streams_word_by_word_and_says_it_is_a_demo(persona, monkeypatch):
+    monkeypatch.setattr(demo, "FIRST_TOKEN_DELAY", 0)  # its realistic pace is 1.4 s of waiting here
+    monkeypatch.setattr(demo, "WORD_INTERVAL", 0)
     sent: list[str] = []
 
     async def sink(token: str) -> None:

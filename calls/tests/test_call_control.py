@@ -305,5 +305,7 @@ async def test_a_reply_with_nothing_to_say_sends_no_empty_talk_cycle(relay, call
     caller = await relay(CALL_SID)
     await caller.prompt("Hello?")
     await fake_anthropic.wait_for_requests(1)
+    assert (await fake_anthropic.streams[0].wait_ended()).completed  # the whitespace-only reply
+    assert await caller.ws.receive_nothing(0.1)  # ended without a talk cycle of its own
     await caller.prompt("Hello??")
     assert [f["token"] for f in await caller.reply()] == ["Hi", ".", ""]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 
@@ -95,9 +94,3 @@ def test_when_the_batch_fails_each_start_is_tried_alone(answered_call, database_
     assert Call.objects.get(call_sid="CAanswered0001").session_id == "VX2"
     assert not Call.objects.filter(call_sid="CAunseen00001").exists()  # its transaction rolled back
     assert "binding 2 relay sessions at once failed" in caplog.text
-
-
-async def test_a_setup_alone_waits_for_no_batch(answered_call):
-    session = await asyncio.wait_for(start_session(CallStart("CAanswered0001", session_id="VX9")), 5)
-    assert session.call.session_id == "VX9"
-    assert (await sync_to_async(Call.objects.get)(call_sid="CAanswered0001")).session_id == "VX9"
