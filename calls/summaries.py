@@ -170,6 +170,7 @@ def anthropic_client() -> anthropic.Anthropic:
         base_url=settings.ANTHROPIC_BASE_URL or None,
         max_retries=0,
         timeout=MODEL_TIMEOUT_SECONDS,
+        open_telemetry=None if settings.ANTHROPIC_OPEN_TELEMETRY else False,  # as the live calls'
     )
 
 

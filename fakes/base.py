@@ -50,7 +50,6 @@ class FakeReply:
 class StreamRecord:
     """One streamed response, as the fake saw it."""
 
-    request: dict
     tokens_sent: int = 0
     completed: bool = False
     closed_early: bool = False
@@ -180,7 +179,7 @@ class FakeProviderServer:
         return await self.stream(request, body, reply)
 
     async def stream(self, request: web.Request, body: dict, reply: FakeReply) -> web.StreamResponse:
-        record = StreamRecord(request=body)
+        record = StreamRecord()
         self.streams.append(record)
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}

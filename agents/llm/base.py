@@ -56,7 +56,7 @@ class ReplyStream:
     speakable of it at once, so after an interrupt the engine knows exactly what was produced
     (`text`) and what went out (`spoken`)."""
 
-    __slots__ = ("_sink", "_speech", "aborted", "ended", "first_token_at", "parts", "spoken", "started_at")
+    __slots__ = ("_sink", "_speech", "aborted", "ended", "first_token_at", "parts", "spoken")
 
     def __init__(self, sink: Callable[[str], Awaitable[None]], speech: SpeechFilter | None = None) -> None:
         self._sink = sink
@@ -65,7 +65,6 @@ class ReplyStream:
         self.ended = False
         self.parts: list[str] = []
         self.spoken: list[str] = []
-        self.started_at = time.monotonic()
         self.first_token_at: float | None = None
 
     async def write(self, token: str) -> None:
