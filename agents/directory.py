@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from agents.models import Persona, PersonaLanguage, PhoneNumber
@@ -30,17 +31,20 @@ class PersonaEntry:
 _lock = threading.Lock()
 _personas: dict[int, PersonaEntry] = {}
 _routes: dict[str, tuple[int, float]] = {}
+_generation = 0  # counts forgets: a load that a forget overtook is not kept
 
 
 def persona_entry(persona_id: int) -> PersonaEntry:
     """The persona with its languages; shared between calls, so never modify what it returns."""
     entry = _personas.get(persona_id)
     if entry is None or time.monotonic() - entry.loaded_at > TTL_SECONDS:
+        generation = _generation
         persona = Persona.objects.get(pk=persona_id)
         languages = [persona.language, *persona.languages.values_list("code", flat=True)]
         entry = PersonaEntry(persona, languages, time.monotonic())
         with _lock:
-            _personas[persona_id] = entry
+            if generation == _generation:
+                _personas[persona_id] = entry
     return entry
 
 
@@ -48,15 +52,26 @@ def persona_for_number(number: str) -> Persona:
     """The persona answering `number` (routed, else the default); raises Persona.DoesNotExist."""
     route = _routes.get(number)
     if route is None or time.monotonic() - route[1] > TTL_SECONDS:
+        generation = _generation
         route = (Persona.objects.for_number(number).pk, time.monotonic())
         with _lock:
-            _routes[number] = route
+            if generation == _generation:
+                _routes[number] = route
     return persona_entry(route[0]).persona
 
 
 def forget(**_: object) -> None:
-    """Drop everything: the next call start reads personas and routes afresh."""
+    """Drop everything: the next call start reads personas and routes afresh. Called inside the
+    saving transaction, so again once it commits: a call starting in between reads, and would
+    keep, the row as it was."""
+    _clear()
+    transaction.on_commit(_clear)
+
+
+def _clear() -> None:
+    global _generation
     with _lock:
+        _generation += 1
         _personas.clear()
         _routes.clear()
 

@@ -3,7 +3,10 @@ anywhere in this process reaches the next call at once."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+from django.db import connection, transaction
 
 from agents import directory
 from agents.models import Persona, PersonaLanguage, PhoneNumber
@@ -44,3 +47,19 @@ def test_entries_expire_so_other_processes_edits_arrive(default_persona, monkeyp
     assert directory.persona_entry(default_persona.pk).persona.system_prompt != "Edited elsewhere."
     monkeypatch.setattr(directory, "TTL_SECONDS", 0.0)
     assert directory.persona_entry(default_persona.pk).persona.system_prompt == "Edited elsewhere."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_call_starting_while_an_edit_is_uncommitted_does_not_keep_the_old_persona(default_persona):
+    def call_start() -> str:  # another thread, as a live call's database thread is
+        try:
+            return directory.persona_entry(default_persona.pk).persona.system_prompt
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as other_thread:
+        with transaction.atomic():
+            default_persona.system_prompt = "Be brief."
+            default_persona.save()  # forgets at once, but the edit is not committed yet
+            assert other_thread.submit(call_start).result(10) != "Be brief."  # reads the old row
+        assert other_thread.submit(call_start).result(10) == "Be brief."  # forgotten on commit
