@@ -65,7 +65,8 @@ def forget(**_: object) -> None:
     saving transaction, so again once it commits: a call starting in between reads, and would
     keep, the row as it was."""
     _clear()
-    transaction.on_commit(_clear)
+    if transaction.get_connection().in_atomic_block:  # else the save is committed already
+        transaction.on_commit(_clear)
 
 
 def _clear() -> None:
