@@ -358,7 +358,7 @@ class Conversation:
         if end is None and generation.then_end is not None:
             end = (generation.then_end, None)
         if turn is not None and turn.tool_calls:
-            self.recorder.update_turn(turn.sequence, tool_calls=[dict(r) for r in turn.tool_calls])
+            self._save_tool_calls(turn)
         if end is not None:
             self._schedule_end(end[0], turn, end[1], generation.reply)
         elif switched and not generation.reply.spoken and not generation.follow_up:
@@ -414,9 +414,11 @@ class Conversation:
         if pending.record is None or pending.turn is None:
             return
         pending.record.update(executed=executed, result=result)
-        self.recorder.update_turn(
-            pending.turn.sequence, tool_calls=[dict(r) for r in pending.turn.tool_calls]
-        )
+        self._save_tool_calls(pending.turn)
+
+    def _save_tool_calls(self, turn: TurnState) -> None:
+        # Copies: the records change later (a pending end is settled) while the write waits.
+        self.recorder.update_turn(turn.sequence, tool_calls=[dict(r) for r in turn.tool_calls])
 
     def _arm_idle(self, reply: ReplyStream) -> None:
         timeout = self.persona.idle_timeout_seconds
