@@ -31,6 +31,8 @@ Metrics.
   after the fake has sent the whole reply: such streams complete, and are counted as such.
 - Errors: failed handshakes, timeouts (30 s without a frame), closed sockets, short or mixed
   replies, unexpected frames, calls cut by the run's time bound. Replies: completed of expected.
+- With --json, also the added first-token latency by the second of the load the prompt was sent
+  in: a stall (a full garbage collection, say) shows as one slow second.
 - Server CPU (user+sys) during the load, from the first call to the last hang-up; peak RSS sampled
   every 100 ms. The fake's, this process's and the rest of the machine's CPU (PostgreSQL, anyone
   else) over the same span, this process's event-loop lag, and the time the hypervisor stole
@@ -103,6 +105,9 @@ class Stats:
     probe_gaps: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)  # the server's, bytes
     lag: list[float] = field(default_factory=list)  # this process's event loop, ms
+    # (seconds into the load when the prompt was sent, added first-token ms): when slow ones happen
+    timeline: list[tuple[float, float]] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
 
 
 class Call:
@@ -185,7 +190,9 @@ class Call:
                 return tokens
 
     def first_token(self, seconds: float) -> None:
-        self.stats.first_token[self.prompts - 1].append((seconds - self.args.ttft) * 1000)
+        added_ms = (seconds - self.args.ttft) * 1000
+        self.stats.first_token[self.prompts - 1].append(added_ms)
+        self.stats.timeline.append((time.perf_counter() - seconds - self.stats.started, added_ms))
         self.handled = bool(self.old_tag)
 
     def count_old(self, now: float) -> None:
@@ -258,7 +265,7 @@ async def load(args: argparse.Namespace, port: int, server_pid: int, fake: tuple
         asyncio.create_task(probe_fake(fake[0], args, stop, stats)),
     ]
     profiler = start_py_spy(args.py_spy, server_pid) if args.py_spy else None
-    started = time.perf_counter()
+    started = stats.started = time.perf_counter()
     await place_calls(url, signature, args, stats)
     elapsed = time.perf_counter() - started
     cpu = {name: cpu_seconds(p) - cpu_before[name] for name, p in processes.items()}
@@ -286,6 +293,7 @@ async def load(args: argparse.Namespace, port: int, server_pid: int, fake: tuple
         "cpu_seconds": {name: round(seconds, 2) for name, seconds in cpu.items()},
         "server_rss_mb": {"before": mb(rss_before), "peak": mb(max(stats.rss))},
         "load_generator_loop_lag_ms": spread(stats.lag),
+        "added_first_token_ms_by_second": by_second(stats.timeline),
     }
 
 
@@ -351,6 +359,15 @@ def stolen() -> float:
     """CPU seconds the hypervisor gave to other guests while this one's vCPUs wanted to run. On a
     shared cloud host it comes and goes, and every latency here grows with it."""
     return getattr(psutil.cpu_times(), "steal", 0.0)
+
+
+def by_second(timeline: list[tuple[float, float]]) -> dict[int, dict[str, float]]:
+    """Added first-token latency by the second of the load its prompt was sent in: a stall (a
+    full garbage collection, say) shows as one slow second."""
+    seconds: defaultdict[int, list[float]] = defaultdict(list)
+    for at, ms in timeline:
+        seconds[int(at)].append(ms)
+    return {second: spread(values) for second, values in sorted(seconds.items())}
 
 
 def spread(values: list[float]) -> dict[str, float]:

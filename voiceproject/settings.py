@@ -6,6 +6,7 @@ and the offline demo model. Production values are listed in the README.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -62,8 +63,11 @@ RELAY_REPLY_TIMEOUT_SECONDS = env.float("RELAY_REPLY_TIMEOUT_SECONDS", default=6
 RELAY_WRITE_BATCH_SECONDS = env.float("RELAY_WRITE_BATCH_SECONDS", default=0.1)
 
 # --- Applications ---------------------------------------------------------------------------
+# daphne's app makes `manage.py runserver` serve ASGI, websockets included. It loads Twisted (26 MB
+# a process), which nothing else needs: a production server (uvicorn) goes without it.
+RUNSERVER = sys.argv[1:2] == ["runserver"]
 INSTALLED_APPS = [
-    "daphne",  # first, so `runserver` serves ASGI and websockets
+    *(["daphne"] if RUNSERVER else []),  # first, so its runserver replaces Django's
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
