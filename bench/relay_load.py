@@ -42,6 +42,9 @@ Metrics.
 Run (PostgreSQL on 127.0.0.1:5432, user postgres; nothing leaves 127.0.0.1):
     .venv/bin/python -m bench.relay_load --calls 200 --server daphne --json /tmp/daphne-200.json
     .venv/bin/python -m bench.relay_load --calls 500 --server uvicorn
+--server node runs bench/node_baseline/server.mjs instead: a minimal Node.js server (ws and the
+official Anthropic SDK, no database) that only forwards tokens, the baseline of this workload on
+this machine (run `npm ci --prefix bench/node_baseline` first).
 Add --py-spy /tmp/profile.svg (.json: speedscope, else raw stacks) to profile the server under load
 (py-spy is in requirements-dev.txt).
 """
@@ -76,6 +79,7 @@ from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
+NODE_BASELINE = ROOT / "bench" / "node_baseline"
 DATABASE = "switchboard_bench"
 REDIS_URL = "redis://127.0.0.1:6379/9"  # the server's Celery broker, emptied before each run
 TWILIO_TOKEN = "bench-token"
@@ -399,6 +403,8 @@ def child_env(**values: str) -> dict[str, str]:
 
 
 def server_command(args: argparse.Namespace, port: int) -> list[str]:
+    if args.server == "node":
+        return ["node", "bench/node_baseline/server.mjs", "--port", str(port)]
     if args.server == "daphne":
         daphne = ("-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "voiceproject.asgi:application")
         return [sys.executable, *daphne]
@@ -521,13 +527,19 @@ def run(args: argparse.Namespace) -> dict:
         "errors": sum(" ERROR " in line or " CRITICAL " in line for line in lines),
     }
     config = {k: v for k, v in vars(args).items() if k not in ("json", "py_spy")}
+    if args.server == "node":
+        config["node_version"] = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     return {"config": config, **result}
 
 
 # --- output ---------------------------------------------------------------------------------
 def table(result: dict) -> str:
     c, cpu, provider = result["config"], result["cpu_seconds"], result["provider"]
-    server = c["server"] if c["server"] == "daphne" else f"uvicorn --ws {c['ws']}"
+    server = {"daphne": "daphne", "node": f"node {c.get('node_version')}"}.get(
+        c["server"], f"uvicorn --ws {c['ws']}"
+    )
     lines = [
         f"{server}: {c['calls']} calls over {c['ramp']:g} s, {c['prompts']} prompts each "
         f"(the 3rd interrupted after {INTERRUPT_AFTER} tokens); fake: {c['ttft'] * 1000:g} ms to "
@@ -594,7 +606,12 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--calls", type=int, default=200, help="concurrent calls")
-    parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
+    parser.add_argument(
+        "--server",
+        choices=["daphne", "uvicorn", "node"],
+        default="daphne",
+        help="node: the Node.js baseline in bench/node_baseline (not the product)",
+    )
     parser.add_argument(
         "--ws",
         default="websockets-sansio",
@@ -618,6 +635,13 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.prompts <= INTERRUPTED_PROMPT + 1 or args.tokens <= INTERRUPT_AFTER or args.calls < 1:
         parser.error("needs at least 4 prompts, more than 10 tokens a reply and 1 call")
+    if args.server == "node":
+        if not (NODE_BASELINE / "node_modules").is_dir():
+            parser.error(
+                "bench/node_baseline/node_modules is missing: run npm ci --prefix bench/node_baseline"
+            )
+        if args.py_spy:
+            parser.error("--py-spy profiles a Python server, not node")
     return args
 
 
