@@ -4,8 +4,10 @@ engine and the engine's output into frames. Nothing else lives here."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from calls.conversation import Conversation
@@ -30,6 +32,22 @@ logger = logging.getLogger(__name__)
 class RelayConsumer(AsyncWebsocketConsumer):
     # The relay socket talks to Twilio only: no groups, so no channel-layer round trips per call.
     channel_layer_alias = "__none__"
+
+    async def __call__(
+        self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]
+    ) -> None:
+        # With no channel layer the socket is the only source of messages. Channels' loop
+        # (await_many_dispatch) waits on it through asyncio.wait and a new task per frame: three
+        # turns of the event loop, each behind every other call's work, before a prompt reaches
+        # the engine. One await does it.
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: dict) -> None:
         # Channels closes stale database connections before every frame: a hop to the single
