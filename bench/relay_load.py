@@ -31,6 +31,10 @@ Metrics.
   after the fake has sent the whole reply: such streams complete, and are counted as such.
 - Errors: failed handshakes, timeouts (30 s without a frame), closed sockets, short or mixed
   replies, unexpected frames, calls cut by the run's time bound. Replies: completed of expected.
+- With --webhook, each call first POSTs the signed voice webhook (/twilio/voice/) as Twilio does,
+  and its socket's `setup` names that call: the webhook's response time is reported, and its
+  database work competes with the live calls' as in production. Without it (the issue's
+  workload) each setup creates its call.
 - With --json, also the added first-token latency by the second of the load the prompt was sent
   in: a stall (a full garbage collection, say) shows as one slow second.
 - Server CPU (user+sys) during the load, from the first call to the last hang-up; peak RSS sampled
@@ -109,6 +113,8 @@ class Stats:
     probe_gaps: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)  # the server's, bytes
     lag: list[float] = field(default_factory=list)  # this process's event loop, ms
+    webhook: aiohttp.ClientSession | None = None  # set with --webhook
+    webhook_ms: list[float] = field(default_factory=list)  # the voice webhook's response time
     # (seconds into the load when the prompt was sent, added first-token ms): when slow ones happen
     timeline: list[tuple[float, float]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
@@ -117,8 +123,11 @@ class Stats:
 class Call:
     """Twilio's side of one ConversationRelay socket."""
 
-    def __init__(self, ws: ClientConnection, args: argparse.Namespace, stats: Stats) -> None:
+    def __init__(
+        self, ws: ClientConnection, args: argparse.Namespace, stats: Stats, call_sid: str = ""
+    ) -> None:
         self.ws, self.args, self.stats = ws, args, stats
+        self.call_sid = call_sid or f"CA{uuid.uuid4().hex}"
         self.old_tag = ""  # the interrupted reply's request tag
         self.interrupted_at = 0.0
         self.handled = False  # a reply has begun since the interrupt: it was handled
@@ -139,7 +148,7 @@ class Call:
                 pause = self.args.pause
 
     async def setup(self) -> None:
-        await self.send(type="setup", callSid=f"CA{uuid.uuid4().hex}", sessionId=f"VX{uuid.uuid4().hex}")
+        await self.send(type="setup", callSid=self.call_sid, sessionId=f"VX{uuid.uuid4().hex}")
 
     async def prompt(self, n: int) -> float:
         prompted_at = time.perf_counter()
@@ -236,13 +245,20 @@ async def warm_up(url: str, signature: str, args: argparse.Namespace) -> float:
 
 async def place_call(n: int, url: str, signature: str, args: argparse.Namespace, stats: Stats) -> None:
     await asyncio.sleep(n * args.ramp / args.calls)
+    call_sid = f"CA{uuid.uuid4().hex}"
+    if stats.webhook is not None:
+        try:
+            await ring(stats.webhook, url, call_sid, stats)
+        except (OSError, TimeoutError, aiohttp.ClientError, BenchError) as exc:
+            stats.errors[f"voice webhook: {exc if isinstance(exc, BenchError) else type(exc).__name__}"] += 1
+            return
     try:
         ws = await open_socket(url, signature)
     except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
         stats.errors[f"connect: {type(exc).__name__}"] += 1
         return
     try:
-        await Call(ws, args, stats).run()
+        await Call(ws, args, stats, call_sid).run()
     except TimeoutError:
         stats.errors["timeout"] += 1
     except websockets.ConnectionClosed:
@@ -258,6 +274,9 @@ async def load(args: argparse.Namespace, port: int, server_pid: int, fake: tuple
     signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, {})
     cold_ms = await asyncio.wait_for(warm_up(url, signature, args), FRAME_TIMEOUT)
     stats, stop = Stats(), asyncio.Event()
+    if args.webhook:
+        stats.webhook = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        await ring(stats.webhook, url, f"CA{uuid.uuid4().hex}", Stats())  # its first pays for imports
     server = psutil.Process(server_pid)
     processes = {"server": server, "fake": psutil.Process(fake[1]), "load generator": psutil.Process()}
     cpu_before = {name: cpu_seconds(p) for name, p in processes.items()}
@@ -280,6 +299,8 @@ async def load(args: argparse.Namespace, port: int, server_pid: int, fake: tuple
         stop_py_spy(profiler)
     stop.set()
     await asyncio.gather(*background)
+    if stats.webhook is not None:
+        await stats.webhook.close()
     return {
         "warm_up_added_first_token_ms": round(cold_ms, 1),
         "added_first_token_ms": spread([ms for by_prompt in stats.first_token.values() for ms in by_prompt]),
@@ -298,7 +319,31 @@ async def load(args: argparse.Namespace, port: int, server_pid: int, fake: tuple
         "server_rss_mb": {"before": mb(rss_before), "peak": mb(max(stats.rss))},
         "load_generator_loop_lag_ms": spread(stats.lag),
         "added_first_token_ms_by_second": by_second(stats.timeline),
+        "voice_webhook_ms": spread(stats.webhook_ms) if args.webhook else None,
     }
+
+
+async def ring(session: aiohttp.ClientSession, relay_url: str, call_sid: str, stats: Stats) -> None:
+    """What Twilio does before the socket: POST the signed "a call comes in" webhook and expect
+    TwiML that connects the call to ConversationRelay."""
+    base = relay_url.replace("ws://", "http://").removesuffix("/ws/relay/")
+    params = {
+        "CallSid": call_sid,
+        "AccountSid": "ACbench",
+        "From": "+15550001111",
+        "To": "+15550002222",
+        "Direction": "inbound",
+        "CallStatus": "ringing",
+    }
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(f"{base}/twilio/voice/", params)
+    started = time.perf_counter()
+    async with session.post(
+        f"{base}/twilio/voice/", data=params, headers={"X-Twilio-Signature": signature}
+    ) as response:
+        twiml = await response.text()
+    stats.webhook_ms.append((time.perf_counter() - started) * 1000)
+    if response.status != 200 or "<ConversationRelay" not in twiml:
+        raise BenchError(f"{response.status} without ConversationRelay")
 
 
 async def place_calls(url: str, signature: str, args: argparse.Namespace, stats: Stats) -> None:
@@ -559,6 +604,11 @@ def table(result: dict) -> str:
         ("fake alone: added first token, ms", result["fake_alone_first_token_ms"]),
         ("fake alone: added inter-token, ms", result["fake_alone_inter_token_ms"]),
         ("load generator's loop lag, ms", result["load_generator_loop_lag_ms"]),
+        *(
+            (("voice webhook response, ms", result["voice_webhook_ms"]),)
+            if result["voice_webhook_ms"]
+            else ()
+        ),
     ):
         lines.append(
             f"{label:36}{s['n']:>7}" + "".join(f"{s.get(p, '-'):>9}" for p in ("p50", "p95", "p99", "max"))
@@ -628,6 +678,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--chunking", choices=["token", "phrase"], default="token", help="the persona's speech chunking"
     )
+    parser.add_argument(
+        "--webhook",
+        action="store_true",
+        help="each call first POSTs the signed voice webhook, as Twilio does, and binds its socket to it",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument(
         "--py-spy", metavar="FILE", help="profile the server during the load (its latencies then suffer)"
@@ -642,6 +697,8 @@ def parse_args() -> argparse.Namespace:
             )
         if args.py_spy:
             parser.error("--py-spy profiles a Python server, not node")
+        if args.webhook:
+            parser.error("--webhook needs the product: the node baseline has no voice webhook")
     return args
 
 
