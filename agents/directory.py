@@ -26,6 +26,8 @@ class PersonaEntry:
     persona: Persona
     languages: list[str]  # its own language first, then the ones it may switch to
     loaded_at: float
+    # The languages it may switch to, by code, as the voice webhook's TwiML declares them.
+    switchable: tuple[PersonaLanguage, ...] = ()
 
 
 _lock = threading.Lock()
@@ -40,8 +42,9 @@ def persona_entry(persona_id: int) -> PersonaEntry:
     if entry is None or time.monotonic() - entry.loaded_at > TTL_SECONDS:
         generation = _generation
         persona = Persona.objects.get(pk=persona_id)
-        languages = [persona.language, *persona.languages.values_list("code", flat=True)]
-        entry = PersonaEntry(persona, languages, time.monotonic())
+        switchable = tuple(persona.languages.order_by("code"))
+        languages = [persona.language, *(language.code for language in switchable)]
+        entry = PersonaEntry(persona, languages, time.monotonic(), switchable)
         with _lock:
             if generation == _generation:
                 _personas[persona_id] = entry

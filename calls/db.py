@@ -12,6 +12,7 @@ connection has gone stale, the work is retried once on a new one.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -79,7 +80,10 @@ class Batched[T, R]:
         answer: asyncio.Future[R] = loop.create_future()
         queue.pending.append((request, answer))
         if queue.task is None:
-            queue.task = loop.create_task(self._drain(queue), name=self._name)
+            # A context of its own: the first requester's would bind every later hop to that
+            # request's thread (Django runs each HTTP request with its own), gone when it ends.
+            # Without one, the hops go to the database thread that every call shares.
+            queue.task = loop.create_task(self._drain(queue), name=self._name, context=contextvars.Context())
         return await answer
 
     async def _drain(self, queue: _Queue[T, R]) -> None:

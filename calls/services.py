@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
 
 from agents import directory
-from agents.models import Persona
+from agents.models import Persona, PersonaLanguage
 from calls.db import save_each
 from calls.models import Call, Turn
 
@@ -78,6 +78,96 @@ def call_start(*, call_sid: str, from_number: str, to_number: str, direction: st
             defaults={"role": Turn.Role.ASSISTANT, "text": greeting, "generated_text": greeting},
         )
     return call
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    """The voice webhook's form: a call Twilio is putting through to us."""
+
+    call_sid: str
+    from_number: str = ""
+    to_number: str = ""
+    direction: str = ""
+
+
+@dataclass(frozen=True)
+class StartedCall:
+    """A call the voice webhook connects to the relay, with what its TwiML declares."""
+
+    call: Call
+    persona: Persona  # shared by every call of this process (agents.directory): read only
+    switchable: tuple[PersonaLanguage, ...]
+
+
+def calls_start(incoming: list[IncomingCall]) -> list[StartedCall | Exception]:
+    """`call_start` for voice webhooks that arrive together: a result for each, in order, or the
+    exception it alone met (NoPersonaAvailable).
+
+    Every call begins with this webhook, so a busy minute brings them in bursts, and one by one
+    each took a dozen queries on the database thread that live calls share (at 100 new calls a
+    second they queued there for seconds: bench/relay_load.py --webhook). Together: five. Should
+    the batch fail as a whole (a concurrent delivery of the same call inserted it first), each is
+    started alone by `call_start`, which settles such races.
+    """
+    try:
+        return _start_calls(incoming)
+    except Exception:
+        logger.exception("starting %s calls at once failed; starting them one by one", len(incoming))
+    results: list[StartedCall | Exception] = []
+    for one in incoming:
+        try:
+            results.append(_started(call_start(**asdict(one))))
+        except Exception as exc:
+            results.append(exc)
+    return results
+
+
+def _started(call: Call) -> StartedCall:
+    entry = directory.persona_entry(call.persona_id)
+    return StartedCall(call, entry.persona, entry.switchable)
+
+
+@transaction.atomic
+def _start_calls(incoming: list[IncomingCall]) -> list[StartedCall | Exception]:
+    now = timezone.now()
+    sids = {one.call_sid for one in incoming}
+    calls = {call.call_sid: call for call in Call.objects.select_for_update().filter(call_sid__in=sids)}
+    retried = list(calls.values())
+    failed: dict[str, Exception] = {}
+    new: dict[str, Call] = {}
+    for one in incoming:
+        fields = {
+            "from_number": _fit(one.from_number, "from_number"),
+            "to_number": _fit(one.to_number, "to_number"),
+            "direction": _direction(one.direction),
+        }
+        call = calls.get(one.call_sid) or new.get(one.call_sid)
+        if call is not None:  # a retry: as call_start, new numbers but the persona it began with
+            for name, value in fields.items():
+                setattr(call, name, value)
+            call.started_at = call.started_at or now
+            continue
+        try:
+            persona = persona_for_number(one.to_number)
+        except NoPersonaAvailable as exc:
+            failed[one.call_sid] = exc
+            continue
+        new[one.call_sid] = Call(call_sid=one.call_sid, persona=persona, started_at=now, **fields)
+    Call.objects.bulk_create(new.values())
+    save_each(retried, ["from_number", "to_number", "direction", "started_at", "updated_at"])
+    calls.update(new)
+
+    started = {sid: _started(call) for sid, call in calls.items()}
+    # The greeting is turn 0 of a new call; a retried call keeps the one it has (as get_or_create).
+    Turn.objects.bulk_create(
+        [
+            Turn(call=call, sequence=0, role=Turn.Role.ASSISTANT, text=greeting, generated_text=greeting)
+            for sid, call in calls.items()
+            if (greeting := started[sid].persona.welcome_greeting)
+        ],
+        ignore_conflicts=True,
+    )
+    return [started.get(one.call_sid) or failed[one.call_sid] for one in incoming]
 
 
 @dataclass(frozen=True, slots=True)

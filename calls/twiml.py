@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from twilio.twiml.voice_response import ConversationRelay, VoiceResponse
 
-from agents.models import Persona
+from agents.models import Persona, PersonaLanguage
 from calls.models import Call
 from calls.signatures import public_url, relay_websocket_url
 
 
-def connect_relay_twiml(*, call: Call, persona: Persona, greet: bool = True) -> str:
+def connect_relay_twiml(
+    *,
+    call: Call,
+    persona: Persona,
+    greet: bool = True,
+    switchable: Sequence[PersonaLanguage] | None = None,
+) -> str:
     """`<Connect action><ConversationRelay/></Connect>` for this call and persona.
 
     `greet=False` is for reconnecting a call whose conversation already started: the history is
-    in the database, and the caller should not hear the greeting twice.
+    in the database, and the caller should not hear the greeting twice. `switchable` is the
+    persona's other languages when the caller has them (read from the database otherwise).
     """
     greeting = (persona.welcome_greeting or None) if greet else None
     response = VoiceResponse()
@@ -30,14 +39,14 @@ def connect_relay_twiml(*, call: Call, persona: Persona, greet: bool = True) -> 
         interruptible=persona.interruptible,
         dtmf_detection=True if persona.dtmf_enabled else None,
     )
-    add_languages(relay, persona)
+    add_languages(relay, persona, persona.languages.order_by("code") if switchable is None else switchable)
     # Identifiers only: customParameters travel to the socket in clear text.
     relay.parameter(name="call_id", value=str(call.pk))
     relay.parameter(name="persona_id", value=str(persona.pk))
     return str(response)
 
 
-def add_languages(relay: ConversationRelay, persona: Persona) -> None:
+def add_languages(relay: ConversationRelay, persona: Persona, switchable: Iterable[PersonaLanguage]) -> None:
     """One `<Language>` per language the persona may switch to, and one for its own language.
 
     A `language` message switches to the voice of the matching `<Language>` (else the provider's
@@ -45,7 +54,7 @@ def add_languages(relay: ConversationRelay, persona: Persona) -> None:
     would lose the persona's voice. Without other languages there is nothing to switch to.
     """
     own = persona.language.lower()
-    others = [lang for lang in persona.languages.order_by("code") if lang.code.lower() != own]
+    others = [lang for lang in switchable if lang.code.lower() != own]
     if not others:
         return
     relay.language(

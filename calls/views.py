@@ -10,8 +10,9 @@ from django.views.decorators.http import require_POST
 from twilio.twiml.voice_response import VoiceResponse
 
 from calls.call_status import StatusEvent, call_status_record
+from calls.db import Batched
 from calls.relay_actions import SessionEnd, relay_action_twiml
-from calls.services import NoPersonaAvailable, call_start
+from calls.services import IncomingCall, NoPersonaAvailable, calls_start
 from calls.signatures import webhook_signature_is_valid
 from calls.transfers import DialEnd, dial_action_twiml
 from calls.twiml import connect_relay_twiml, unavailable_twiml
@@ -23,9 +24,14 @@ def twiml_response(twiml: str) -> HttpResponse:
     return HttpResponse(twiml, content_type="text/xml")
 
 
+# Every call begins here, so webhooks come in bursts: those that arrive together are started in
+# one hop to the database thread (calls.services.calls_start).
+start_call = Batched(calls_start, name="call-starts")
+
+
 @csrf_exempt
 @require_POST
-def voice(request: HttpRequest) -> HttpResponse:
+async def voice(request: HttpRequest) -> HttpResponse:
     """Twilio's "a call comes in" webhook: record the call and connect it to ConversationRelay."""
     if not webhook_signature_is_valid(request):
         return HttpResponseForbidden()
@@ -33,17 +39,19 @@ def voice(request: HttpRequest) -> HttpResponse:
     if not call_sid:
         return HttpResponseBadRequest("CallSid is required.")
     to_number = request.POST.get("To", "")
+    incoming = IncomingCall(
+        call_sid=call_sid,
+        from_number=request.POST.get("From", ""),
+        to_number=to_number,
+        direction=request.POST.get("Direction", ""),
+    )
     try:
-        call = call_start(
-            call_sid=call_sid,
-            from_number=request.POST.get("From", ""),
-            to_number=to_number,
-            direction=request.POST.get("Direction", ""),
-        )
+        started = await start_call(incoming)
     except NoPersonaAvailable as exc:
         logger.error("call %s to %s refused: %s", call_sid, to_number, exc)
         return twiml_response(unavailable_twiml())
-    return twiml_response(connect_relay_twiml(call=call, persona=call.persona))
+    twiml = connect_relay_twiml(call=started.call, persona=started.persona, switchable=started.switchable)
+    return twiml_response(twiml)
 
 
 @csrf_exempt
