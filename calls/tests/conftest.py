@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 from celery.signals import after_task_publish
 from django.conf import settings
+from django.db import connection
 
 from fakes.anthropic_server import FakeAnthropic
 from voiceproject.celery import app as celery_app
@@ -122,3 +123,20 @@ def celery_worker(celery_worker_process: Worker) -> Iterator[Worker]:
     after_task_publish.connect(record, weak=False)
     yield worker
     after_task_publish.disconnect(record)
+
+
+@pytest.fixture
+def database_refuses_one_call():
+    """The call CArefused0001, refused by the database (a trigger): a batch's one INSERT or UPDATE
+    fails for every call in it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """CREATE FUNCTION refuse_call() RETURNS trigger AS $$ BEGIN
+                 IF NEW.call_sid = 'CArefused0001' THEN RAISE EXCEPTION 'refused'; END IF;
+                 RETURN NEW; END $$ LANGUAGE plpgsql;
+               CREATE TRIGGER refuse_call BEFORE INSERT OR UPDATE ON calls_call
+                 FOR EACH ROW EXECUTE FUNCTION refuse_call();"""
+        )
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER refuse_call ON calls_call; DROP FUNCTION refuse_call();")

@@ -99,23 +99,6 @@ def test_the_languages_it_may_switch_to_come_with_the_started_call(default_perso
     assert [(lang.code, lang.voice) for lang in started.switchable] == [("es-ES", ""), ("fr-FR", "fr-voice")]
 
 
-@pytest.fixture
-def database_refuses_one_call():
-    """A row the database refuses (here by a trigger): the batch's one INSERT fails for every call
-    in it."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """CREATE FUNCTION refuse_call() RETURNS trigger AS $$ BEGIN
-                 IF NEW.call_sid = 'CArefused0001' THEN RAISE EXCEPTION 'refused'; END IF;
-                 RETURN NEW; END $$ LANGUAGE plpgsql;
-               CREATE TRIGGER refuse_call BEFORE INSERT OR UPDATE ON calls_call
-                 FOR EACH ROW EXECUTE FUNCTION refuse_call();"""
-        )
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER refuse_call ON calls_call; DROP FUNCTION refuse_call();")
-
-
 def test_when_the_batch_fails_each_call_is_started_alone(default_persona, database_refuses_one_call, caplog):
     results = calls_start([IncomingCall("CArefused0001"), IncomingCall("CAaccepted001")])
 

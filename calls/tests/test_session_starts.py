@@ -68,29 +68,12 @@ def test_a_start_no_persona_can_answer_fails_alone(answered_call, default_person
     assert not Call.objects.filter(call_sid="CAnobody00001").exists()
 
 
-@pytest.fixture
-def database_refuses_one_call():
-    """A row the database refuses (here by a trigger): the batch's one INSERT or UPDATE fails for
-    every call in it."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """CREATE FUNCTION refuse_call() RETURNS trigger AS $$ BEGIN
-                 IF NEW.call_sid = 'CAunseen00001' THEN RAISE EXCEPTION 'refused'; END IF;
-                 RETURN NEW; END $$ LANGUAGE plpgsql;
-               CREATE TRIGGER refuse_call BEFORE INSERT OR UPDATE ON calls_call
-                 FOR EACH ROW EXECUTE FUNCTION refuse_call();"""
-        )
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER refuse_call ON calls_call; DROP FUNCTION refuse_call();")
-
-
 def test_when_the_batch_fails_each_start_is_tried_alone(answered_call, database_refuses_one_call, caplog):
     results = relay_sessions_start(
-        [CallStart("CAunseen00001", session_id="VX1"), CallStart("CAanswered0001", session_id="VX2")]
+        [CallStart("CArefused0001", session_id="VX1"), CallStart("CAanswered0001", session_id="VX2")]
     )
     assert isinstance(results[0], DatabaseError) and "refused" in str(results[0])
     assert isinstance(results[1], RelaySession)
     assert Call.objects.get(call_sid="CAanswered0001").session_id == "VX2"
-    assert not Call.objects.filter(call_sid="CAunseen00001").exists()  # its transaction rolled back
+    assert not Call.objects.filter(call_sid="CArefused0001").exists()  # its transaction rolled back
     assert "binding 2 relay sessions at once failed" in caplog.text
