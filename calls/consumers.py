@@ -100,6 +100,14 @@ class RelayConsumer(AsyncWebsocketConsumer):
             case Info():
                 logger.debug("relay info %s", frame)
 
+    async def websocket_disconnect(self, message: dict) -> None:
+        # Channels would then close "old" database connections on the database thread that every
+        # call shares: with CONN_MAX_AGE=0, each hang-up dropped that thread's connection, and the
+        # next call's write paid for a new one. Work there reconnects on its own when it must
+        # (calls.db.reconnecting), and there are no groups to leave.
+        await self.disconnect(message["code"])
+        raise StopConsumer()
+
     async def disconnect(self, code: int) -> None:
         conversation = getattr(self, "conversation", None)
         if conversation is not None:

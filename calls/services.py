@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from agents import directory
@@ -111,6 +111,8 @@ def calls_start(incoming: list[IncomingCall]) -> list[StartedCall | Exception]:
     """
     try:
         return _start_calls(incoming)
+    except (InterfaceError, OperationalError):
+        raise  # a dropped connection: in_db_thread's `reconnecting` runs the batch again
     except Exception:
         logger.exception("starting %s calls at once failed; starting them one by one", len(incoming))
     results: list[StartedCall | Exception] = []

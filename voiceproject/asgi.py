@@ -26,4 +26,5 @@ application = ProtocolTypeRouter(
 # Move everything loaded so far (Django, the apps, the libraries: about 240,000 objects) out of the
 # garbage collector's sight. They live as long as the process, yet each full collection walked them
 # all: at 500 live calls one took 100 ms, and every call waited for it (bench/relay_load.py).
+gc.collect()  # what loading left as garbage goes first: frozen, it would never be freed
 gc.freeze()

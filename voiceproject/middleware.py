@@ -1,11 +1,11 @@
 """WhiteNoise's static files, served from an async middleware.
 
 WhiteNoiseMiddleware is sync only. Under ASGI, Django then runs it, and every middleware and view
-below it, on the one thread that also writes the live calls' turns, for the whole request: a
-voice webhook held that thread while it waited for its own database work, and at 100 new calls a
-second the webhooks queued there for seconds (bench/relay_load.py --webhook). Looking a path up
-in WhiteNoise's table needs no thread, so this does it on the event loop and passes every other
-request on as it came.
+below it, in a thread of its own for each request (with its own database connection, opened and
+closed per request), held for the whole request. With this one the chain stays async: the voice
+webhook runs on the event loop and its database work joins the batches on the database thread
+that every call shares (calls.services.calls_start). Looking a path up in WhiteNoise's table needs
+no thread, so that is done on the loop; every other request passes on as it came.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "voiceproject.middleware.StaticFilesMiddleware",  # WhiteNoise, without a thread per request
+    "voiceproject.middleware.StaticFilesMiddleware",  # WhiteNoise, async: no thread held per request
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

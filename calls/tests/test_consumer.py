@@ -10,9 +10,11 @@ from xml.etree import ElementTree
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import connection
 
 from agents.llm.history import CALL_CONNECTED
 from agents.models import Persona
+from calls.db import in_db_thread
 from calls.models import Call, Turn
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -460,3 +462,17 @@ async def test_a_setup_that_cannot_be_bound_closes_the_socket_cleanly(relay, db,
     assert closed == {"type": "websocket.close", "code": 1011}
     assert "relay frame CallStart failed" in caplog.text
     caller.closed = True
+
+
+def _backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+async def test_a_hang_up_keeps_the_database_connection_every_call_shares(relay, live_call, llm):
+    before = await in_db_thread(_backend_pid)
+    caller = await relay()
+    await caller.hang_up()  # returns once the consumer has finished
+
+    assert await in_db_thread(_backend_pid) == before
