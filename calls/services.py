@@ -103,11 +103,12 @@ def calls_start(incoming: list[IncomingCall]) -> list[StartedCall | Exception]:
     """`call_start` for voice webhooks that arrive together: a result for each, in order, or the
     exception it alone met (NoPersonaAvailable).
 
-    Every call begins with this webhook, so a busy minute brings them in bursts, and one by one
-    each took a dozen queries on the database thread that live calls share (at 100 new calls a
-    second they queued there for seconds: bench/relay_load.py --webhook). Together: five. Should
-    the batch fail as a whole (a concurrent delivery of the same call inserted it first), each is
-    started alone by `call_start`, which settles such races.
+    Every call begins with this webhook, so a busy minute brings them in bursts. One by one, each
+    took a dozen queries on a database connection opened for it; at 100 new calls a second they
+    waited seconds (bench/relay_load.py --webhook). Together, on the database thread every call
+    shares: five queries a batch. Should the batch fail as a whole (a concurrent delivery of the
+    same call inserted it first), each is started alone by `call_start`, which settles such races;
+    a dropped connection is left to `reconnecting`, which runs the batch again.
     """
     try:
         return _start_calls(incoming)
