@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
@@ -43,51 +45,59 @@ def _fit(value: str, field: str) -> str:
     return value[: Call._meta.get_field(field).max_length]
 
 
-@transaction.atomic
-def call_start(*, call_sid: str, from_number: str, to_number: str, direction: str) -> Call:
-    """Create (or, when Twilio retries the webhook, update) the call, routed by `to_number`.
-
-    The call stays `ringing` until the relay socket's setup marks it in progress. A retry keeps
-    the persona chosen first, since the greeting already stored belongs to it. The persona's
-    welcome greeting is stored once, as turn 0, so the model knows what the caller heard first.
-    Raises NoPersonaAvailable when no active persona can answer.
-    """
-    fields = {
-        "from_number": _fit(from_number, "from_number"),
-        "to_number": _fit(to_number, "to_number"),
-        "direction": _direction(direction),
-    }
-    # FOR UPDATE serialises retries that overlap; two concurrent first deliveries are settled by
-    # the unique call_sid (the loser's insert waits for the winner's, then finds its row). The
-    # persona is a callable so it is routed only when the call is new.
-    call, created = Call.objects.select_for_update().get_or_create(
-        call_sid=call_sid,
-        defaults={**fields, "persona": lambda: persona_for_number(to_number), "started_at": timezone.now},
-    )
-    if not created:
-        for name, value in fields.items():
-            setattr(call, name, value)
-        call.started_at = call.started_at or timezone.now()
-        call.save(update_fields=[*fields, "started_at", "updated_at"])
-
-    greeting = call.persona.welcome_greeting
-    if greeting:
-        Turn.objects.get_or_create(
-            call=call,
-            sequence=0,
-            defaults={"role": Turn.Role.ASSISTANT, "text": greeting, "generated_text": greeting},
-        )
-    return call
-
-
 @dataclass(frozen=True, slots=True)
 class IncomingCall:
-    """The voice webhook's form: a call Twilio is putting through to us."""
+    """A call Twilio is putting through to us, as its voice webhook describes it."""
 
     call_sid: str
     from_number: str = ""
     to_number: str = ""
-    direction: str = ""
+    direction: str = "inbound"
+
+
+@dataclass(frozen=True, slots=True)
+class CallStart(IncomingCall):
+    """A relay socket's `setup`: the call it carries, its session and custom parameters."""
+
+    session_id: str = ""
+    custom_parameters: dict = field(default_factory=dict)
+
+
+def _described(incoming: IncomingCall) -> dict[str, str]:
+    """The call's columns that Twilio's description sets, fitted to them."""
+    return {
+        "from_number": _fit(incoming.from_number, "from_number"),
+        "to_number": _fit(incoming.to_number, "to_number"),
+        "direction": _direction(incoming.direction),
+    }
+
+
+def _new_call(incoming: IncomingCall, now: datetime) -> Call:
+    """An unsaved call for `incoming`, routed by the number called; raises NoPersonaAvailable."""
+    persona = persona_for_number(incoming.to_number)
+    return Call(call_sid=incoming.call_sid, persona=persona, started_at=now, **_described(incoming))
+
+
+def _together_else_alone[T, R](
+    apply: Callable[[list[T]], list[R | Exception]], items: list[T], what: str
+) -> list[R | Exception]:
+    """`apply` to all `items` in one go; should that fail as a whole, to each alone, so that one
+    bad item fails alone (a race with another process then also settles: the retry finds the row
+    the other one inserted). A dropped connection is left to in_db_thread's `reconnecting`, which
+    runs them all again. `what` names the work in the log, with %s for the count."""
+    try:
+        return apply(items)
+    except (InterfaceError, OperationalError):
+        raise
+    except Exception:
+        logger.exception("%s at once failed; %s them one by one", what % len(items), what.split()[0])
+    results: list[R | Exception] = []
+    for item in items:
+        try:
+            results.extend(apply([item]))
+        except Exception as exc:
+            results.append(exc)
+    return results
 
 
 @dataclass(frozen=True)
@@ -100,29 +110,20 @@ class StartedCall:
 
 
 def calls_start(incoming: list[IncomingCall]) -> list[StartedCall | Exception]:
-    """`call_start` for voice webhooks that arrive together: a result for each, in order, or the
-    exception it alone met (NoPersonaAvailable).
+    """Create (or, when Twilio retries the webhook, update) the calls of voice webhooks that
+    arrive together: a result for each, in order, or the exception it alone met
+    (NoPersonaAvailable when no active persona can answer).
+
+    A call stays `ringing` until its relay socket's setup marks it in progress. A retry keeps the
+    persona chosen first, since the greeting already stored belongs to it. The persona's welcome
+    greeting is stored once, as turn 0, so the model knows what the caller heard first.
 
     Every call begins with this webhook, so a busy minute brings them in bursts. One by one, each
     took a dozen queries on a database connection opened for it; at 100 new calls a second they
     waited seconds (bench/relay_load.py --webhook). Together, on the database thread every call
-    shares: five queries a batch. Should the batch fail as a whole (a concurrent delivery of the
-    same call inserted it first), each is started alone by `call_start`, which settles such races;
-    a dropped connection is left to `reconnecting`, which runs the batch again.
+    shares: five queries a batch.
     """
-    try:
-        return _start_calls(incoming)
-    except (InterfaceError, OperationalError):
-        raise  # a dropped connection: in_db_thread's `reconnecting` runs the batch again
-    except Exception:
-        logger.exception("starting %s calls at once failed; starting them one by one", len(incoming))
-    results: list[StartedCall | Exception] = []
-    for one in incoming:
-        try:
-            results.append(_started(call_start(**asdict(one))))
-        except Exception as exc:
-            results.append(exc)
-    return results
+    return _together_else_alone(_start_calls, incoming, "starting %s calls")
 
 
 def _started(call: Call) -> StartedCall:
@@ -134,34 +135,29 @@ def _started(call: Call) -> StartedCall:
 def _start_calls(incoming: list[IncomingCall]) -> list[StartedCall | Exception]:
     now = timezone.now()
     sids = {one.call_sid for one in incoming}
+    # FOR UPDATE serialises retries that overlap; a first delivery racing this batch in another
+    # process fails it on call_sid's uniqueness, and the retry alone finds that row.
     calls = {call.call_sid: call for call in Call.objects.select_for_update().filter(call_sid__in=sids)}
     retried = list(calls.values())
     failed: dict[str, Exception] = {}
     new: dict[str, Call] = {}
     for one in incoming:
-        fields = {
-            "from_number": _fit(one.from_number, "from_number"),
-            "to_number": _fit(one.to_number, "to_number"),
-            "direction": _direction(one.direction),
-        }
         call = calls.get(one.call_sid) or new.get(one.call_sid)
-        if call is not None:  # a retry: as call_start, new numbers but the persona it began with
-            for name, value in fields.items():
-                setattr(call, name, value)
-            call.started_at = call.started_at or now
+        if call is None:
+            try:
+                new[one.call_sid] = _new_call(one, now)
+            except NoPersonaAvailable as exc:
+                failed[one.call_sid] = exc
             continue
-        try:
-            persona = persona_for_number(one.to_number)
-        except NoPersonaAvailable as exc:
-            failed[one.call_sid] = exc
-            continue
-        new[one.call_sid] = Call(call_sid=one.call_sid, persona=persona, started_at=now, **fields)
+        for name, value in _described(one).items():  # a retry: new numbers, the same persona
+            setattr(call, name, value)
+        call.started_at = call.started_at or now
     Call.objects.bulk_create(new.values())
     save_each(retried, ["from_number", "to_number", "direction", "started_at", "updated_at"])
     calls.update(new)
 
     started = {sid: _started(call) for sid, call in calls.items()}
-    # The greeting is turn 0 of a new call; a retried call keeps the one it has (as get_or_create).
+    # The greeting is turn 0 of a new call; a retried call keeps the one it has.
     Turn.objects.bulk_create(
         [
             Turn(call=call, sequence=0, role=Turn.Role.ASSISTANT, text=greeting, generated_text=greeting)
@@ -171,18 +167,6 @@ def _start_calls(incoming: list[IncomingCall]) -> list[StartedCall | Exception]:
         ignore_conflicts=True,
     )
     return [started.get(one.call_sid) or failed[one.call_sid] for one in incoming]
-
-
-@dataclass(frozen=True, slots=True)
-class CallStart:
-    """A relay socket's `setup`: which call it carries, as Twilio describes it."""
-
-    call_sid: str
-    session_id: str = ""
-    from_number: str = ""
-    to_number: str = ""
-    direction: str = "inbound"
-    custom_parameters: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -200,22 +184,9 @@ def relay_sessions_start(starts: list[CallStart]) -> list[RelaySession | Excepti
 
     Sockets open in bursts (a busy minute, a restart), so the starts that arrive together are
     bound together: a handful of queries in all instead of five for each. A call is created here
-    when the voice webhook never ran, routed by `to_number` like the webhook would. Should the
-    batch fail as a whole, each start is tried on its own so that one bad start fails alone.
+    when the voice webhook never ran, routed by `to_number` like the webhook would.
     """
-    try:
-        return _start_sessions(starts)
-    except Exception:
-        if len(starts) == 1:
-            raise
-        logger.exception("binding %s relay sessions at once failed; binding them one by one", len(starts))
-    results: list[RelaySession | Exception] = []
-    for start in starts:
-        try:
-            results.extend(_start_sessions([start]))
-        except Exception as exc:
-            results.append(exc)
-    return results
+    return _together_else_alone(_start_sessions, starts, "binding %s relay sessions")
 
 
 @transaction.atomic
@@ -230,17 +201,9 @@ def _start_sessions(starts: list[CallStart]) -> list[RelaySession | Exception]:
             continue
         logger.warning("call %s: relay setup for a call the voice webhook never saw", start.call_sid)
         try:
-            persona = persona_for_number(start.to_number)
+            new[start.call_sid] = _new_call(start, now)
         except NoPersonaAvailable as exc:
             failed[start.call_sid] = exc
-            continue
-        new[start.call_sid] = Call(
-            call_sid=start.call_sid,
-            persona=persona,
-            from_number=_fit(start.from_number, "from_number"),
-            to_number=_fit(start.to_number, "to_number"),
-            direction=_direction(start.direction),
-        )
     # A voice webhook inserting one of these meanwhile fails the whole batch on call_sid's
     # uniqueness; the caller then binds each start alone, finding that call.
     calls.update((call.call_sid, call) for call in Call.objects.bulk_create(new.values()))
