@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,9 @@ import pytest
 from celery.signals import after_task_publish
 from django.conf import settings
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from calls.db import in_db_thread
 from fakes.anthropic_server import FakeAnthropic
 from voiceproject.celery import app as celery_app
 
@@ -140,3 +142,13 @@ def database_refuses_one_call():
     yield
     with connection.cursor() as cursor:
         cursor.execute("DROP TRIGGER refuse_call ON calls_call; DROP FUNCTION refuse_call();")
+
+
+async def db_thread_queries[T](work: Awaitable[T]) -> tuple[T, list[dict]]:
+    """`work`'s result, and the queries the database thread (where batches run) made meanwhile."""
+    capture = await in_db_thread(lambda: CaptureQueriesContext(connection).__enter__())
+    try:
+        result = await work
+    finally:
+        await in_db_thread(capture.__exit__, None, None, None)
+    return result, await in_db_thread(lambda: capture.captured_queries)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from django.db import DatabaseError, connection
-from django.test.utils import CaptureQueriesContext
+from django.db import DatabaseError
 from twilio.request_validator import RequestValidator
 
 from agents.models import Persona, PersonaLanguage, PhoneNumber
-from calls.db import in_db_thread
 from calls.models import Call, Turn
 from calls.services import IncomingCall, NoPersonaAvailable, StartedCall, calls_start
-from calls.tests.conftest import statements
+from calls.tests.conftest import db_thread_queries, statements
 from calls.views import start_call
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,10 +39,7 @@ async def test_webhooks_arriving_together_share_one_hop(ringing_call, other_pers
     # The persona directory loads once per process (and after a persona is saved): not measured.
     await start_call(IncomingCall("CAwarmup00001", to_number=ROUTED))
     await start_call(IncomingCall("CAwarmup00002", to_number="+15550009999"))
-    queries = await in_db_thread(lambda: CaptureQueriesContext(connection).__enter__())
-    started = await asyncio.gather(*(start_call(one) for one in incoming))
-    await in_db_thread(queries.__exit__, None, None, None)
-    captured = await in_db_thread(lambda: queries.captured_queries)
+    started, captured = await db_thread_queries(asyncio.gather(*(start_call(one) for one in incoming)))
 
     # Lock, insert the new calls, update the retried one, insert the greetings: one transaction.
     assert statements(captured) == ["BEGIN", "SELECT", "INSERT", "UPDATE x1", "INSERT", "COMMIT"]

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from calls.db import in_db_thread
 from calls.models import Call, Turn
 from calls.recorder import CallRecorder, apply_batch
-from calls.tests.conftest import statements
+from calls.tests.conftest import db_thread_queries, statements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,11 +42,7 @@ async def test_two_calls_turns_and_a_truncation_go_in_one_insert(two_calls, sett
     b.create_turn(sequence=1, role="assistant", text="Yes.", generated_text="Yes.")
 
     # The queries of the database thread, where the batches run.
-    queries = await in_db_thread(lambda: CaptureQueriesContext(connection).__enter__())
-    await a.close()
-    await b.close()
-    await in_db_thread(queries.__exit__, None, None, None)
-    captured = await in_db_thread(lambda: queries.captured_queries)
+    _, captured = await db_thread_queries(close_both(a, b))
 
     inserts = [q["sql"] for q in captured if q["sql"].startswith('INSERT INTO "calls_turn"')]
     assert len(inserts) == 1, captured
@@ -122,11 +116,8 @@ async def test_calls_ending_together_end_in_one_transaction_after_their_turns(tw
     a.create_turn(sequence=0, role="user", text="Bye.")
     a.end_call("socket")
     b.end_call("socket")
-    queries = await in_db_thread(lambda: CaptureQueriesContext(connection).__enter__())
-    await a.close()
-    await b.close()
-    await in_db_thread(queries.__exit__, None, None, None)
-    captured = statements(await in_db_thread(lambda: queries.captured_queries))
+    _, queries = await db_thread_queries(close_both(a, b))
+    captured = statements(queries)
 
     assert captured == ["INSERT", "BEGIN", "SELECT", "UPDATE x1", "UPDATE", "COMMIT"]
     await first.arefresh_from_db()
@@ -137,3 +128,8 @@ async def test_calls_ending_together_end_in_one_transaction_after_their_turns(tw
     assert (second.status, second.metadata["ended_by"]) == (Call.Status.NO_ANSWER, "status-callback")
     assert [first.summary_status, second.summary_status] == [Call.SummaryStatus.QUEUED] * 2
     assert first.summary_requested_at is not None and second.summary_requested_at is not None
+
+
+async def close_both(a: CallRecorder, b: CallRecorder) -> None:
+    await a.close()
+    await b.close()

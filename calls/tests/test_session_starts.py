@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from django.db import DatabaseError, connection
-from django.test.utils import CaptureQueriesContext
+from django.db import DatabaseError
 
 from agents.models import Persona
 from calls.conversation import start_session
-from calls.db import in_db_thread
 from calls.models import Call, Turn
 from calls.services import CallStart, NoPersonaAvailable, RelaySession, relay_sessions_start
-from calls.tests.conftest import statements
+from calls.tests.conftest import db_thread_queries, statements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,10 +34,7 @@ async def test_setups_arriving_together_share_one_hop(answered_call, other_perso
     ]
     # The persona directory loads once per process (and after a persona is saved): not measured.
     await start_session(CallStart("CAwarmup00001", to_number="+15550001111"))
-    queries = await in_db_thread(lambda: CaptureQueriesContext(connection).__enter__())
-    sessions = await asyncio.gather(*(start_session(start) for start in starts))
-    await in_db_thread(queries.__exit__, None, None, None)
-    captured = await in_db_thread(lambda: queries.captured_queries)
+    sessions, captured = await db_thread_queries(asyncio.gather(*(start_session(start) for start in starts)))
 
     # Lock, insert the unseen calls, update all, read the histories: six queries for three calls.
     assert statements(captured) == ["BEGIN", "SELECT", "INSERT", "UPDATE x3", "SELECT", "COMMIT"]
