@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError, connection, connections, models, router
@@ -56,6 +57,14 @@ async def in_db_thread[**P, R](fn: Callable[P, R], *args: P.args, **kwargs: P.kw
     return await sync_to_async(reconnecting)(fn, *args, **kwargs)
 
 
+def drain_task(coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+    """A task that drains work many calls queued, in a context of its own: the first caller's
+    would bind every later hop to that caller's thread (Django runs each HTTP request with its
+    own), which ends with the request. Without one, hops go to the database thread every call
+    shares."""
+    return asyncio.get_running_loop().create_task(coro, name=name, context=contextvars.Context())
+
+
 @dataclass
 class _Queue[T, R]:
     pending: list[tuple[T, asyncio.Future[R]]] = field(default_factory=list)
@@ -80,10 +89,7 @@ class Batched[T, R]:
         answer: asyncio.Future[R] = loop.create_future()
         queue.pending.append((request, answer))
         if queue.task is None:
-            # A context of its own: the first requester's would bind every later hop to that
-            # request's thread (Django runs each HTTP request with its own), gone when it ends.
-            # Without one, the hops go to the database thread that every call shares.
-            queue.task = loop.create_task(self._drain(queue), name=self._name, context=contextvars.Context())
+            queue.task = drain_task(self._drain(queue), name=self._name)
         return await answer
 
     async def _drain(self, queue: _Queue[T, R]) -> None:

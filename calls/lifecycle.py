@@ -26,11 +26,11 @@ SOCKET = "socket"
 ENDED_FIELDS = ["ended_at", "status", "duration_seconds", "metadata", "updated_at"]
 
 
-def _mark_ended(call: Call, *, source: str, status: str) -> bool:
+def _mark_ended(call: Call, *, source: str) -> bool:
     if call.ended_at is not None or call.is_over:
         return False
     call.ended_at = timezone.now()
-    call.status = status
+    call.status = Call.Status.COMPLETED
     if call.started_at and call.duration_seconds is None:
         call.duration_seconds = int((call.ended_at - call.started_at).total_seconds())
     call.metadata["ended_by"] = source
@@ -38,11 +38,11 @@ def _mark_ended(call: Call, *, source: str, status: str) -> bool:
     return True
 
 
-def end_locked_call(call: Call, *, source: str, status: str = Call.Status.COMPLETED) -> bool:
+def end_locked_call(call: Call, *, source: str) -> bool:
     """Mark a call (already locked with select_for_update) ended unless something already did,
     and ask for its summary (once per call, however many signals arrive); True when this signal
     was first. The caller saves nothing: this saves what it changes."""
-    first = _mark_ended(call, source=source, status=status)
+    first = _mark_ended(call, source=source)
     if first:
         call.save(update_fields=ENDED_FIELDS)
     summary_requests([call])
@@ -50,35 +50,25 @@ def end_locked_call(call: Call, *, source: str, status: str = Call.Status.COMPLE
 
 
 @transaction.atomic
-def calls_ended(
-    call_ids: list[int],
-    *,
-    source: str,
-    status: str = Call.Status.COMPLETED,
-    sessions: Mapping[int, str] | None = None,
-) -> set[int]:
+def calls_ended(call_ids: list[int], *, source: str, sessions: Mapping[int, str] | None = None) -> set[int]:
     """`end_locked_call` for many calls in one transaction of four queries (live calls end in
     bursts too); the ids this signal ended first. `sessions`, for sockets' ends, holds the relay
     session each call's socket carried: a call whose session has changed since (a reconnect's new
     one, or none while Twilio reconnects or transfers it) is not ended by it."""
     calls = list(Call.objects.select_for_update().filter(pk__in=call_ids).order_by("pk"))
     if sessions is not None:
-        for call in [call for call in calls if call.session_id != sessions.get(call.pk)]:
-            logger.info(
-                "call %s: end of relay session %r ignored: the call moved on",
-                call.call_sid,
-                sessions.get(call.pk),
-            )
-            calls.remove(call)
-    ended = [call for call in calls if _mark_ended(call, source=source, status=status)]
+        for call in calls:
+            if call.session_id != sessions.get(call.pk):
+                logger.info(
+                    "call %s: end of relay session %r ignored: the call moved on",
+                    call.call_sid,
+                    sessions.get(call.pk),
+                )
+        calls = [call for call in calls if call.session_id == sessions.get(call.pk)]
+    ended = [call for call in calls if _mark_ended(call, source=source)]
     save_each(ended, ENDED_FIELDS)
     summary_requests(calls)
     return {call.pk for call in ended}
-
-
-def call_ended(*, call_id: int, source: str, status: str = Call.Status.COMPLETED) -> bool:
-    """`calls_ended` for one call; True when this signal was first."""
-    return call_id in calls_ended([call_id], source=source, status=status)
 
 
 def reopen_locked_call(call: Call) -> bool:

@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from calls.db import reconnecting
+from calls.db import drain_task, reconnecting
 from calls.lifecycle import calls_ended
 from calls.models import Call, Turn
 
@@ -155,7 +155,7 @@ class CallWrites:
     def submit(self, op: _Op) -> None:
         self._pending.append(op)
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="call-writes")
+            self._task = drain_task(self._run(), name="call-writes")
 
     async def _run(self) -> None:
         try:

@@ -28,8 +28,9 @@ def _queue(call_ids: list[int], **fields: object) -> None:
         summary_requested_at=now, summary_status=Call.SummaryStatus.QUEUED, updated_at=now, **fields
     )
     for call_id in call_ids:
-        # robust: a broker outage must not turn a Twilio callback into a 500 (and a retry storm);
-        # the call then stays "queued" and "Re-run summary" in the admin enqueues it again.
+        # robust: a failure handing it to the publisher must not turn a Twilio callback into a 500
+        # (the publisher logs its own broker errors); the call then stays "queued", and "Re-run
+        # summary" in the admin enqueues it again.
         transaction.on_commit(partial(_enqueue, call_id), robust=True)
         logger.info("summary of call %s requested", call_id)
 

@@ -23,6 +23,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from calls.db import in_db_thread
+from calls.lifecycle import calls_ended
 from fakes.anthropic_server import FakeAnthropic
 from voiceproject.celery import app as celery_app
 
@@ -152,3 +153,15 @@ async def db_thread_queries[T](work: Awaitable[T]) -> tuple[T, list[dict]]:
     finally:
         await in_db_thread(capture.__exit__, None, None, None)
     return result, await in_db_thread(lambda: capture.captured_queries)
+
+
+def call_ended(*, call_id: int, source: str) -> bool:
+    """The end of one call, as the recorder reports a socket's (calls_ended); True when first."""
+    return call_id in calls_ended([call_id], source=source)
+
+
+def backend_pid() -> int:
+    """The PostgreSQL backend serving this thread's connection."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]

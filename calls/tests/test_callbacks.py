@@ -9,9 +9,9 @@ from xml.etree import ElementTree
 import pytest
 
 from agents.models import Persona
-from calls.lifecycle import call_ended
 from calls.models import Call
 from calls.relay_actions import APOLOGY, HANDOFF_GOODBYE, MAX_RECONNECTS
+from calls.tests.conftest import call_ended
 from calls.transfers import DIAL_APOLOGY, NO_ONE_AVAILABLE
 
 pytestmark = pytest.mark.django_db

@@ -10,12 +10,12 @@ from xml.etree import ElementTree
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connection
 
 from agents.llm.history import CALL_CONNECTED
 from agents.models import Persona
 from calls.db import in_db_thread
 from calls.models import Call, Turn
+from calls.tests.conftest import backend_pid
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -464,15 +464,9 @@ async def test_a_setup_that_cannot_be_bound_closes_the_socket_cleanly(relay, db,
     caller.closed = True
 
 
-def _backend_pid() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return cursor.fetchone()[0]
-
-
 async def test_a_hang_up_keeps_the_database_connection_every_call_shares(relay, live_call, llm):
-    before = await in_db_thread(_backend_pid)
+    before = await in_db_thread(backend_pid)
     caller = await relay()
     await caller.hang_up()  # returns once the consumer has finished
 
-    assert await in_db_thread(_backend_pid) == before
+    assert await in_db_thread(backend_pid) == before

@@ -12,14 +12,9 @@ from django.db import connection
 
 from agents.models import Persona
 from calls.db import Batched, in_db_thread
+from calls.tests.conftest import backend_pid
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def backend_pid() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return cursor.fetchone()[0]
 
 
 def terminate(pid: int) -> None:

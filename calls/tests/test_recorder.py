@@ -99,7 +99,8 @@ async def test_an_update_of_a_turn_written_earlier_is_an_update(two_calls):
     await sync_to_async(Turn.objects.create)(
         call=first, sequence=0, role="assistant", text="It is ten.", generated_text="It is ten."
     )
-    await in_db_thread(apply_batch, [])  # nothing to do, nothing done
+    _, queries = await db_thread_queries(in_db_thread(apply_batch, []))
+    assert queries == []  # nothing to do, nothing done
     recorder = CallRecorder(first)
     recorder.update_turn(0, text="It is", interrupted=True)
     await recorder.close()

@@ -10,9 +10,9 @@ import pytest
 
 from agents.models import Persona
 from calls import summaries, summary_requests
-from calls.lifecycle import call_ended
 from calls.models import Call, Turn
 from calls.summaries import DEMO_PREFIX, TOOL_NAME, CallSummary, call_summarize
+from calls.tests.conftest import call_ended
 from fakes.anthropic_server import FakeReply
 from voiceproject.celery import app as celery_app
 

@@ -8,11 +8,10 @@ import pytest
 from django.db import connection
 
 from calls.call_status import StatusEvent, call_status_record
-from calls.lifecycle import call_ended
 from calls.models import Call, Turn
 from calls.summaries import TOOL_NAME
 from calls.tasks import SUMMARY_MAX_RETRIES
-from calls.tests.conftest import wait_until
+from calls.tests.conftest import call_ended, wait_until
 from fakes.anthropic_server import FakeReply
 
 pytestmark = pytest.mark.django_db(transaction=True)
