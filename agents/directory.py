@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -24,43 +25,49 @@ TTL_SECONDS = 30.0
 @dataclass(frozen=True)
 class PersonaEntry:
     persona: Persona
-    languages: list[str]  # its own language first, then the ones it may switch to
-    loaded_at: float
     # The languages it may switch to, by code, as the voice webhook's TwiML declares them.
-    switchable: tuple[PersonaLanguage, ...] = ()
+    switchable: tuple[PersonaLanguage, ...]
+
+    @property
+    def languages(self) -> list[str]:
+        """Its own language first, then the ones it may switch to."""
+        return [self.persona.language, *(language.code for language in self.switchable)]
 
 
 _lock = threading.Lock()
-_personas: dict[int, PersonaEntry] = {}
+_personas: dict[int, tuple[PersonaEntry, float]] = {}  # with when each was loaded
 _routes: dict[str, tuple[int, float]] = {}
 _generation = 0  # counts forgets: a load that a forget overtook is not kept
 
 
 def persona_entry(persona_id: int) -> PersonaEntry:
     """The persona with its languages; shared between calls, so never modify what it returns."""
-    entry = _personas.get(persona_id)
-    if entry is None or time.monotonic() - entry.loaded_at > TTL_SECONDS:
-        generation = _generation
+
+    def load() -> PersonaEntry:
         persona = Persona.objects.get(pk=persona_id)
-        switchable = tuple(persona.languages.order_by("code"))
-        languages = [persona.language, *(language.code for language in switchable)]
-        entry = PersonaEntry(persona, languages, time.monotonic(), switchable)
-        with _lock:
-            if generation == _generation:
-                _personas[persona_id] = entry
-    return entry
+        return PersonaEntry(persona, tuple(persona.languages.order_by("code")))
+
+    return _cached(_personas, persona_id, load)
 
 
 def persona_for_number(number: str) -> Persona:
     """The persona answering `number` (routed, else the default); raises Persona.DoesNotExist."""
-    route = _routes.get(number)
-    if route is None or time.monotonic() - route[1] > TTL_SECONDS:
-        generation = _generation
-        route = (Persona.objects.for_number(number).pk, time.monotonic())
-        with _lock:
-            if generation == _generation:
-                _routes[number] = route
-    return persona_entry(route[0]).persona
+    persona_id = _cached(_routes, number, lambda: Persona.objects.for_number(number).pk)
+    return persona_entry(persona_id).persona
+
+
+def _cached[K, V](store: dict[K, tuple[V, float]], key: K, load: Callable[[], V]) -> V:
+    """`store`'s value for `key` while younger than TTL_SECONDS, else `load()`'s, kept unless a
+    forget overtook the load."""
+    cached = store.get(key)
+    if cached is not None and time.monotonic() - cached[1] <= TTL_SECONDS:
+        return cached[0]
+    generation = _generation
+    value = load()
+    with _lock:
+        if generation == _generation:
+            store[key] = (value, time.monotonic())
+    return value
 
 
 def forget(**_: object) -> None:

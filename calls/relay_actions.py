@@ -20,6 +20,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from agents import directory
 from calls.lifecycle import end_locked_call, reopen_locked_call
 from calls.models import Call
 from calls.transfers import no_one_available_twiml, transfer_twiml
@@ -108,7 +109,9 @@ def _reconnect_or_apologise(call: Call) -> Reply:
     logger.info(
         "call %s: relay failed; reconnecting (%s of %s)", call.call_sid, reconnects + 1, MAX_RECONNECTS
     )
-    return Reply(connect_relay_twiml(call=call, persona=call.persona, greet=False), ends_call=False)
+    entry = directory.persona_entry(call.persona_id)
+    twiml = connect_relay_twiml(call=call, persona=entry.persona, greet=False, switchable=entry.switchable)
+    return Reply(twiml, ends_call=False)
 
 
 def session_end_reply(call: Call, end: SessionEnd) -> Reply:

@@ -29,8 +29,7 @@ TIMEOUT = httpx2.Timeout(None, connect=5.0)
 # Requests are retried by the SDK, which retries on any exception from the transport; httpx's
 # types only make its errors say what happened.
 _ERRORS: tuple[tuple[type[Exception], type[httpx2.TransportError]], ...] = (
-    (aiohttp.ServerTimeoutError, httpx2.TimeoutException),
-    (TimeoutError, httpx2.TimeoutException),
+    (TimeoutError, httpx2.TimeoutException),  # aiohttp's ServerTimeoutError included
     (aiohttp.ClientConnectorError, httpx2.ConnectError),
     (aiohttp.ClientPayloadError, httpx2.ReadError),
     (aiohttp.ClientError, httpx2.NetworkError),
