@@ -102,11 +102,14 @@ def _together_else_alone[T, R](
 
 @dataclass(frozen=True)
 class StartedCall:
-    """A call the voice webhook connects to the relay, with what its TwiML declares."""
+    """A call the voice webhook connects to the relay, with the languages its TwiML declares."""
 
-    call: Call
-    persona: Persona  # shared by every call of this process (agents.directory): read only
+    call: Call  # its persona is shared by every call of this process (agents.directory): read only
     switchable: tuple[PersonaLanguage, ...]
+
+    @property
+    def persona(self) -> Persona:
+        return self.call.persona
 
 
 def calls_start(incoming: list[IncomingCall]) -> list[StartedCall | Exception]:
@@ -128,7 +131,8 @@ def calls_start(incoming: list[IncomingCall]) -> list[StartedCall | Exception]:
 
 def _started(call: Call) -> StartedCall:
     entry = directory.persona_entry(call.persona_id)
-    return StartedCall(call, entry.persona, entry.switchable)
+    call.persona = entry.persona
+    return StartedCall(call, entry.switchable)
 
 
 @transaction.atomic

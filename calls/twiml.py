@@ -15,14 +15,14 @@ def connect_relay_twiml(
     *,
     call: Call,
     persona: Persona,
+    switchable: Sequence[PersonaLanguage],
     greet: bool = True,
-    switchable: Sequence[PersonaLanguage] | None = None,
 ) -> str:
     """`<Connect action><ConversationRelay/></Connect>` for this call and persona.
 
     `greet=False` is for reconnecting a call whose conversation already started: the history is
     in the database, and the caller should not hear the greeting twice. `switchable` is the
-    persona's other languages when the caller has them (read from the database otherwise).
+    persona's other languages (agents.directory holds them).
     """
     greeting = (persona.welcome_greeting or None) if greet else None
     response = VoiceResponse()
@@ -39,7 +39,7 @@ def connect_relay_twiml(
         interruptible=persona.interruptible,
         dtmf_detection=True if persona.dtmf_enabled else None,
     )
-    add_languages(relay, persona, persona.languages.order_by("code") if switchable is None else switchable)
+    add_languages(relay, persona, switchable)
     # Identifiers only: customParameters travel to the socket in clear text.
     relay.parameter(name="call_id", value=str(call.pk))
     relay.parameter(name="persona_id", value=str(persona.pk))

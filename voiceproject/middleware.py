@@ -11,6 +11,7 @@ no thread, so that is done on the loop; every other request passes on as it came
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from inspect import isawaitable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
@@ -33,11 +34,8 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
         return super().__call__(request)
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        # In DEBUG, WhiteNoise looks on disk for files added since start (autorefresh): a
-        # developer's run, where blocking the loop for a stat call costs nothing.
-        static_file = (
-            self.find_file(request.path_info) if self.autorefresh else self.files.get(request.path_info)
-        )
-        if static_file is not None:
-            return self.serve(static_file, request)
-        return await self.get_response(request)
+        # WhiteNoise's own lookup (in DEBUG it looks on disk for files added since start: a
+        # developer's run, where a stat call on the loop costs nothing). It returns a static
+        # file's response, or what the rest of the chain returns: here, a coroutine.
+        response = super().__call__(request)
+        return await response if isawaitable(response) else response

@@ -38,7 +38,7 @@ GREETING = "Hello, this is Maya."
 
 def test_the_relay_twiml_is_read_as_twilio_reads_it(twilio_token, db):  # reads the persona's languages
     persona = Persona(pk=3, name="Maya", welcome_greeting='Hi & "welcome" <there>')
-    twiml = connect_relay_twiml(call=Call(pk=7), persona=persona)
+    twiml = connect_relay_twiml(call=Call(pk=7), persona=persona, switchable=())
     relay = parse_relay_twiml(twiml)
     assert relay.url == "wss://switchboard.example.com/ws/relay/"
     assert relay.welcome_greeting == 'Hi & "welcome" <there>'
