@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from calls.models import Call
-from calls.summary_requests import summary_rerun
+from calls.summaries.requests import summary_rerun
 
 
 @admin.register(Call)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from calls import summaries
+from calls.summaries import writer as summaries
 
 SUMMARY_MAX_RETRIES = 5
 

@@ -9,13 +9,13 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.twiml.voice_response import VoiceResponse
 
-from calls.call_status import StatusEvent, call_status_record
-from calls.db import Batched
-from calls.relay_actions import SessionEnd, relay_action_twiml
-from calls.services import IncomingCall, NoPersonaAvailable, calls_start
-from calls.signatures import webhook_signature_is_valid
-from calls.transfers import DialEnd, dial_action_twiml
-from calls.twiml import connect_relay_twiml, unavailable_twiml
+from calls.store.db import Batched
+from calls.store.services import IncomingCall, NoPersonaAvailable, calls_start
+from calls.webhooks.call_status import StatusEvent, call_status_record
+from calls.webhooks.relay_actions import SessionEnd, relay_action_twiml
+from calls.webhooks.signatures import webhook_signature_is_valid
+from calls.webhooks.transfers import DialEnd, dial_action_twiml
+from calls.webhooks.twiml import connect_relay_twiml, unavailable_twiml
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def twiml_response(twiml: str) -> HttpResponse:
 
 
 # Every call begins here, so webhooks come in bursts: those that arrive together are started in
-# one hop to the database thread (calls.services.calls_start).
+# one hop to the database thread (calls.store.services.calls_start).
 start_call = Batched(calls_start, name="call-starts")
 
 

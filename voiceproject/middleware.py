@@ -4,7 +4,7 @@ WhiteNoiseMiddleware is sync only. Under ASGI, Django then runs it, and every mi
 below it, in a thread of its own for each request (with its own database connection, opened and
 closed per request), held for the whole request. With this one the chain stays async: the voice
 webhook runs on the event loop and its database work joins the batches on the database thread
-that every call shares (calls.services.calls_start). Looking a path up in WhiteNoise's table needs
+that every call shares (calls.store.services.calls_start). Looking a path up in WhiteNoise's table needs
 no thread, so that is done on the loop; every other request passes on as it came.
 """
 

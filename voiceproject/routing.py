@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from calls.consumers import RelayConsumer
+from calls.relay.consumer import RelayConsumer
 
 websocket_urlpatterns = [
     path("ws/relay/", RelayConsumer.as_asgi()),

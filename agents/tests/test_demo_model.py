@@ -8,7 +8,7 @@ from agents.llm import demo
 from agents.llm.base import ReplyStream
 from agents.llm.demo import DemoProvider, demo_turn
 from agents.models import Persona
-from calls.tools import tools_for
+from calls.engine.tools import tools_for
 
 pytestmark = pytest.mark.django_db
 

@@ -22,8 +22,8 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from calls.db import in_db_thread
-from calls.lifecycle import calls_ended
+from calls.store.db import in_db_thread
+from calls.store.lifecycle import calls_ended
 from fakes.anthropic_server import FakeAnthropic
 from voiceproject.celery import app as celery_app
 

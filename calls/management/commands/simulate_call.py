@@ -6,7 +6,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from calls.simulator import COMMANDS_HELP, SimulatorError, iterate, simulate_call, stdin_lines
+from calls.simulator.relay import COMMANDS_HELP, SimulatorError, iterate, simulate_call, stdin_lines
 
 
 class Command(BaseCommand):

@@ -1,0 +1,1 @@
+"""The Media Streams transport: Twilio's raw phone audio in and out."""

@@ -1,0 +1,1 @@
+"""After-call summaries: asking for one once per ended call (`requests`), writing it (`writer`)."""
