@@ -16,8 +16,8 @@ from django.test import Client
 from twilio.request_validator import RequestValidator
 
 from agents import directory
-from agents.llm.base import ReplyStream
 from agents.models import Persona
+from calls.engine.reply import ReplyStream
 from fakes.anthropic_server import FakeAnthropic
 from fakes.openai_server import FakeOpenAI
 from voiceproject.celery import app as celery_app
@@ -123,7 +123,7 @@ def reply_into() -> Callable[..., ReplyStream]:
 
 @pytest.fixture
 def cancel_held_reply() -> Callable[..., Awaitable[tuple[list[str], ReplyStream]]]:
-    """`await cancel_held_reply(stream, after=n)` runs `stream(reply)` (a provider's stream_reply)
+    """`await cancel_held_reply(stream, after=n)` runs `stream(reply)` (a provider driven as the engine drives it)
     until n tokens are in, then stops it as the engine stops a reply the server is holding: abort,
     then cancel the task, since no line will wake its loop. Returns the tokens and the reply."""
 

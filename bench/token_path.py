@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from fakes.replies import stream_reply
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -58,9 +60,9 @@ def start_fake(provider: str, tokens: int, rate: float) -> tuple[subprocess.Pope
 
 async def run(provider_name: str, url: str, concurrency: int, replies: int) -> tuple[int, int, float]:
     from agents.llm.anthropic import AnthropicProvider
-    from agents.llm.base import ReplyStream
     from agents.llm.openai import OpenAIProvider
     from agents.models import Persona
+    from calls.engine.reply import ReplyStream
 
     persona = Persona(name="Bench", slug="bench", llm_model="fake", max_tokens=100)
     if provider_name == "anthropic":
@@ -77,7 +79,7 @@ async def run(provider_name: str, url: str, concurrency: int, replies: int) -> t
 
     async def worker(count: int) -> None:
         for _ in range(count):
-            await provider.stream_reply(persona=persona, messages=messages, reply=ReplyStream(sink))
+            await stream_reply(provider, persona=persona, messages=messages, reply=ReplyStream(sink))
 
     await asyncio.gather(*(worker(2) for _ in range(concurrency)))  # warm: connections, imports
     tokens = 0

@@ -9,8 +9,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.twiml.voice_response import VoiceResponse
 
+from calls.engine.events import IncomingCall
 from calls.store.db import Batched
-from calls.store.services import IncomingCall, NoPersonaAvailable, calls_start
+from calls.store.services import NoPersonaAvailable, calls_start
 from calls.webhooks.call_status import StatusEvent, call_status_record
 from calls.webhooks.relay_actions import SessionEnd, relay_action_twiml
 from calls.webhooks.signatures import webhook_signature_is_valid

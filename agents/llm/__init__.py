@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 
 from django.conf import settings
 
-from agents.llm.base import LLMProvider, ProviderError, ReplyStream
+from agents.llm.base import ChatMessage, LLMProvider, ModelRequest, ProviderError, ToolSpec
 from agents.models import Persona
 
-__all__ = ["LLMProvider", "ProviderError", "ReplyStream", "provider_for"]
+__all__ = ["LLMProvider", "ModelRequest", "ProviderError", "provider_for", "request_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,25 @@ def provider_for(persona: Persona) -> LLMProvider:
         return _demo_instead(persona, "ANTHROPIC_API_KEY")
     return AnthropicProvider.shared(
         api_key=api_key, base_url=persona.llm_base_url or settings.ANTHROPIC_BASE_URL
+    )
+
+
+def request_for(
+    persona: Persona,
+    messages: list[ChatMessage],
+    *,
+    system: str | None = None,
+    tools: Sequence[ToolSpec] = (),
+) -> ModelRequest:
+    """The request for one reply of `persona`: its model settings, copied into plain fields."""
+    return ModelRequest(
+        model=persona.llm_model,
+        system=persona.system_prompt if system is None else system,
+        messages=messages,
+        max_tokens=persona.max_tokens,
+        temperature=persona.temperature,
+        tools=tools,
+        speaker=persona.name,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from json.decoder import scanstring
 from typing import Any
@@ -20,11 +20,10 @@ import anthropic
 import httpx2
 from django.conf import settings
 
-from agents.llm.base import ChatMessage, ProviderError, ReplyStream, SharedClient, ToolCall, ToolSpec
+from agents.llm.base import ModelRequest, ProviderError, SharedClient, ToolCall, ToolSpec
 from agents.llm.sse import sse_events
 from agents.llm.tools import ToolCallAssembler
 from agents.llm.transport import TIMEOUT, body_reader, read_to_end, sdk_http_client
-from agents.models import Persona
 
 logger = logging.getLogger(__name__)
 
@@ -43,71 +42,58 @@ class AnthropicProvider(SharedClient):
             open_telemetry=None if settings.ANTHROPIC_OPEN_TELEMETRY else False,
         )
 
-    async def stream_reply(
-        self,
-        *,
-        persona: Persona,
-        messages: list[ChatMessage],
-        reply: ReplyStream,
-        tools: Sequence[ToolSpec] = (),
-        system: str | None = None,
-    ) -> list[ToolCall]:
-        request: dict[str, Any] = {
-            "model": persona.llm_model,
-            "max_tokens": persona.max_tokens,
+    async def stream(self, request: ModelRequest) -> AsyncIterator[str | ToolCall]:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
             # No temperature: Anthropic's API version 2026-10-21 (the SDK 2.x default) rejects
             # sampling parameters, and the SDK no longer offers them.
-            "system": persona.system_prompt if system is None else system,
-            "messages": messages,
+            "system": request.system,
+            "messages": request.messages,
             "stream": True,
         }
-        if tools:
-            request["tools"] = [anthropic_tool(tool) for tool in tools]
+        if request.tools:
+            body["tools"] = [anthropic_tool(tool) for tool in request.tools]
         try:
-            async with self.client.messages.with_streaming_response.create(**request) as response:
-                return await self._read_events(response, reply)
+            async with self.client.messages.with_streaming_response.create(**body) as response:
+                tool_calls = ToolCallAssembler()
+                read = body_reader(response.http_response)
+                # Closing this generator (the engine's abort) leaves both `async with`s: the
+                # stream is closed and no more tokens are paid for.
+                async with aclosing(sse_events(read)) as events:
+                    async for event, data in events:
+                        if event == b"content_block_delta":
+                            text = text_delta(data)
+                            if text is not None:
+                                yield text
+                                continue
+                            payload = json.loads(data)
+                            delta = payload["delta"]
+                            if delta["type"] == "text_delta":
+                                yield delta["text"]
+                            elif delta["type"] == "input_json_delta":
+                                tool_calls.extend(payload["index"], delta["partial_json"])
+                        elif event == b"content_block_start":
+                            payload = json.loads(data)
+                            block = payload["content_block"]
+                            if block.get("type") == "tool_use":
+                                tool_calls.start(payload["index"], id=block["id"], name=block["name"])
+                        elif event == b"content_block_stop":
+                            tool_calls.finish(json.loads(data)["index"])
+                        elif event == b"message_stop":
+                            await read_to_end(read)
+                            for call in tool_calls.calls():
+                                yield call
+                            return
+                        elif event == b"error":
+                            raise ProviderError(f"Anthropic stream error: {json.loads(data).get('error')}")
+                raise ProviderError("Anthropic stream ended before message_stop")
         except anthropic.APIError as exc:
             raise ProviderError(f"Anthropic: {exc}") from exc
         except (httpx2.HTTPError, aiohttp.ClientError) as exc:  # mid-stream, past the SDK's wrapping
             raise ProviderError(f"Anthropic stream broke: {exc!r}") from exc
         except (json.JSONDecodeError, KeyError) as exc:
             raise ProviderError(f"Anthropic stream sent an event it does not document: {exc!r}") from exc
-        finally:
-            reply.end()
-
-    async def _read_events(self, response, reply: ReplyStream) -> list[ToolCall]:  # type: ignore[no-untyped-def]
-        tool_calls = ToolCallAssembler()
-        read = body_reader(response.http_response)
-        async with aclosing(sse_events(read)) as events:
-            async for event, data in events:
-                if reply.aborted:
-                    return []  # leaving the `async with` closes the stream: no more tokens are paid for
-                if event == b"content_block_delta":
-                    text = text_delta(data)
-                    if text is not None:
-                        await reply.write(text)
-                        continue
-                    payload = json.loads(data)
-                    delta = payload["delta"]
-                    if delta["type"] == "text_delta":
-                        await reply.write(delta["text"])
-                    elif delta["type"] == "input_json_delta":
-                        tool_calls.extend(payload["index"], delta["partial_json"])
-                elif event == b"content_block_start":
-                    payload = json.loads(data)
-                    block = payload["content_block"]
-                    if block.get("type") == "tool_use":
-                        tool_calls.start(payload["index"], id=block["id"], name=block["name"])
-                elif event == b"content_block_stop":
-                    tool_calls.finish(json.loads(data)["index"])
-                elif event == b"message_stop":
-                    await read_to_end(read)
-                    return tool_calls.calls()
-                elif event == b"error":
-                    raise ProviderError(f"Anthropic stream error: {json.loads(data).get('error')}")
-        if reply.aborted:
-            return []
-        raise ProviderError("Anthropic stream ended before message_stop")
 
 
 # How the API writes a text delta: compact JSON, `text` last. Every token of every reply comes in

@@ -1,20 +1,18 @@
 """The contract between the conversation engine and a model provider.
 
-The engine hands the provider a ReplyStream bound to one user turn. The provider loops over its
-SDK's stream, calls `write(token)` for every text delta, stops as soon as `aborted` turns true
-(interrupt, newer prompt, hang-up), and always calls `end()`.
+A provider takes a `ModelRequest` (plain fields) and yields the reply's text deltas as its SDK's
+stream delivers them, then the tool calls. It knows nothing of the engine: the engine reads the
+deltas (calls/engine/reply.py) and closes the iterator when the caller interrupts, speaks again
+or hangs up; closing must close the provider's stream, so no more tokens are paid for.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Self, TypedDict
-
-from agents.models import Persona
 
 
 class ChatMessage(TypedDict):
@@ -44,75 +42,24 @@ class ProviderError(Exception):
     """The model could not produce (the rest of) a reply."""
 
 
-class SpeechFilter(Protocol):
-    """Turns model text into speakable text as it streams (see calls/speech.py)."""
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    """One reply's request in plain fields: providers never see the ORM (agents.llm.request_for
+    builds it from a persona)."""
 
-    def feed(self, text: str) -> str: ...
-    def flush(self) -> str: ...
-
-
-class ReplyStream:
-    """One reply in flight. `write` keeps the model's text as generated and forwards what is
-    speakable of it at once, so after an interrupt the engine knows exactly what was produced
-    (`text`) and what went out (`spoken`)."""
-
-    __slots__ = ("_sink", "_speech", "aborted", "ended", "first_token_at", "parts", "spoken")
-
-    def __init__(self, sink: Callable[[str], Awaitable[None]], speech: SpeechFilter | None = None) -> None:
-        self._sink = sink
-        self._speech = speech
-        self.aborted = False
-        self.ended = False
-        self.parts: list[str] = []
-        self.spoken: list[str] = []
-        self.first_token_at: float | None = None
-
-    async def write(self, token: str) -> None:
-        if self.aborted or not token:
-            return
-        self.parts.append(token)
-        await self._say(self._speech.feed(token) if self._speech else token)
-
-    async def flush(self) -> None:
-        """Send what the speech filter still holds (the reply is complete)."""
-        if self._speech and not self.aborted:
-            await self._say(self._speech.flush())
-
-    async def _say(self, text: str) -> None:
-        if not text:
-            return
-        if self.first_token_at is None:
-            self.first_token_at = time.monotonic()
-        # Recorded before sending: a token cut off mid-send counts as sent, never as unsaid.
-        self.spoken.append(text)
-        await self._sink(text)
-
-    def end(self) -> None:
-        self.ended = True
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    @property
-    def spoken_text(self) -> str:
-        return "".join(self.spoken)
+    model: str
+    system: str
+    messages: list[ChatMessage]
+    max_tokens: int = 300
+    temperature: float = 0.7
+    tools: Sequence[ToolSpec] = ()
+    speaker: str = ""  # who is speaking, for the demo model's lines
 
 
 class LLMProvider(Protocol):
-    async def stream_reply(
-        self,
-        *,
-        persona: Persona,
-        messages: list[ChatMessage],
-        reply: ReplyStream,
-        tools: Sequence[ToolSpec] = (),
-        system: str | None = None,
-    ) -> list[ToolCall]:
-        """Stream the reply's text into `reply`; return the tool calls the model asked for."""
+    def stream(self, request: ModelRequest) -> AsyncIterator[str | ToolCall]:
+        """Text deltas as the model writes them, then the tool calls it asked for. Whoever reads
+        it stops by closing the iterator (`aclose`), which must close the provider's stream."""
         ...
 
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
-from agents.llm.base import ChatMessage, ReplyStream, ToolCall, ToolSpec
+from agents.llm.base import ChatMessage, ModelRequest, ToolCall, ToolSpec
 from agents.llm.history import CALL_CONNECTED
-from agents.models import Persona
 
 FIRST_TOKEN_DELAY = 0.35  # seconds, like a fast hosted model
 WORD_INTERVAL = 0.06
@@ -29,19 +28,19 @@ LANGUAGES = {
 }
 
 
-def demo_reply(persona: Persona, messages: list[ChatMessage]) -> str:
+def demo_reply(speaker: str, messages: list[ChatMessage]) -> str:
     heard = messages[-1]["content"] if messages else ""
     turn = sum(1 for m in messages if m["role"] == "user" and m["content"] != CALL_CONNECTED)
     if turn <= 1:
         return (
-            f"This is the Switchboard demo model speaking as {persona.name}, so I am not really thinking. "
+            f"This is the Switchboard demo model speaking as {speaker}, so I am not really thinking. "
             f"I heard you say: {heard} Set an Anthropic API key and I will answer properly."
         )
     return f"Still the demo model here. You said: {heard} Talk over me any time to test interruptions."
 
 
 def demo_turn(
-    persona: Persona, messages: list[ChatMessage], tools: Sequence[ToolSpec]
+    speaker: str, messages: list[ChatMessage], tools: Sequence[ToolSpec]
 ) -> tuple[str, list[ToolCall]]:
     """What the demo model says, and the tool it calls when the caller's words cue one it has."""
     heard = messages[-1]["content"] if messages else ""
@@ -59,28 +58,16 @@ def demo_turn(
             code = next((c for c in codes if c.lower().startswith(prefix)), None)
             if code and name in heard.lower():
                 return "", [ToolCall("switch_language", {"code": code})]
-    return demo_reply(persona, messages), []
+    return demo_reply(speaker, messages), []
 
 
 class DemoProvider:
-    async def stream_reply(
-        self,
-        *,
-        persona: Persona,
-        messages: list[ChatMessage],
-        reply: ReplyStream,
-        tools: Sequence[ToolSpec] = (),
-        system: str | None = None,
-    ) -> list[ToolCall]:
-        text, calls = demo_turn(persona, messages, tools)
-        try:
-            await asyncio.sleep(FIRST_TOKEN_DELAY)
-            for n, word in enumerate(re.findall(r"\s*\S+", text)):
-                if reply.aborted:
-                    return []
-                if n:
-                    await asyncio.sleep(WORD_INTERVAL)
-                await reply.write(word)
-        finally:
-            reply.end()
-        return [] if reply.aborted else calls
+    async def stream(self, request: ModelRequest) -> AsyncIterator[str | ToolCall]:
+        text, calls = demo_turn(request.speaker, request.messages, request.tools)
+        await asyncio.sleep(FIRST_TOKEN_DELAY)
+        for n, word in enumerate(re.findall(r"\s*\S+", text)):
+            if n:
+                await asyncio.sleep(WORD_INTERVAL)
+            yield word
+        for call in calls:
+            yield call

@@ -10,7 +10,7 @@ server-sent events of the same response as bytes (agents/llm/sse.py), up to `dat
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -18,11 +18,10 @@ import aiohttp
 import httpx2
 import openai
 
-from agents.llm.base import ChatMessage, ProviderError, ReplyStream, SharedClient, ToolCall, ToolSpec
+from agents.llm.base import ModelRequest, ProviderError, SharedClient, ToolCall, ToolSpec
 from agents.llm.sse import sse_events
 from agents.llm.tools import ToolCallAssembler
 from agents.llm.transport import TIMEOUT, body_reader, read_to_end, sdk_http_client
-from agents.models import Persona
 
 
 class OpenAIProvider(SharedClient):
@@ -36,71 +35,54 @@ class OpenAIProvider(SharedClient):
             http_client=sdk_http_client(openai.DefaultAsyncHttpxClient),
         )
 
-    async def stream_reply(
-        self,
-        *,
-        persona: Persona,
-        messages: list[ChatMessage],
-        reply: ReplyStream,
-        tools: Sequence[ToolSpec] = (),
-        system: str | None = None,
-    ) -> list[ToolCall]:
-        request: dict[str, Any] = {
-            "model": persona.llm_model,
-            "messages": [
-                {"role": "system", "content": persona.system_prompt if system is None else system},
-                *messages,
-            ],
-            "temperature": persona.temperature,
-            "max_tokens": persona.max_tokens,
+    async def stream(self, request: ModelRequest) -> AsyncIterator[str | ToolCall]:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [{"role": "system", "content": request.system}, *request.messages],
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
             "stream": True,
         }
-        if tools:
-            request["tools"] = [openai_tool(tool) for tool in tools]
+        if request.tools:
+            body["tools"] = [openai_tool(tool) for tool in request.tools]
         try:
-            async with self.client.chat.completions.with_streaming_response.create(**request) as response:
-                return await _read_chunks(response, reply)
+            async with self.client.chat.completions.with_streaming_response.create(**body) as response:
+                tool_calls = ToolCallAssembler()
+                finished = False
+                read = body_reader(response.http_response)
+                # Closing this generator (the engine's abort) leaves both `async with`s: the
+                # stream is closed and no more tokens are paid for.
+                async with aclosing(sse_events(read)) as events:
+                    async for _, data in events:
+                        if data == b"[DONE]":
+                            await read_to_end(read)
+                            finished = True
+                            break
+                        chunk = json.loads(data)
+                        choices = chunk.get("choices")
+                        if not choices:
+                            if chunk.get("error"):
+                                raise ProviderError(f"OpenAI-compatible stream error: {chunk['error']}")
+                            continue  # e.g. a usage-only chunk
+                        choice = choices[0]
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content")
+                        if text:
+                            yield text
+                        if delta.get("tool_calls"):
+                            _add_fragments(tool_calls, delta["tool_calls"])
+                        if choice.get("finish_reason"):
+                            finished = True  # a server may end without `[DONE]` after this
+                if not finished:
+                    raise ProviderError("OpenAI-compatible stream ended before [DONE]")
+                for call in tool_calls.calls():
+                    yield call
         except openai.APIError as exc:
             raise ProviderError(f"OpenAI-compatible model: {exc}") from exc
         except (httpx2.HTTPError, aiohttp.ClientError) as exc:  # mid-stream, past the SDK's wrapping
             raise ProviderError(f"OpenAI-compatible stream broke: {exc!r}") from exc
         except json.JSONDecodeError as exc:
             raise ProviderError(f"OpenAI-compatible stream sent a line that is not JSON: {exc}") from exc
-        finally:
-            reply.end()
-
-
-async def _read_chunks(response, reply: ReplyStream) -> list[ToolCall]:  # type: ignore[no-untyped-def]
-    tool_calls = ToolCallAssembler()
-    finished = False
-    read = body_reader(response.http_response)
-    async with aclosing(sse_events(read)) as events:
-        async for _, data in events:
-            if reply.aborted:
-                return []  # leaving the `async with` closes the stream: no more tokens are paid for
-            if data == b"[DONE]":
-                await read_to_end(read)
-                return tool_calls.calls()
-            chunk = json.loads(data)
-            choices = chunk.get("choices")
-            if not choices:
-                if chunk.get("error"):
-                    raise ProviderError(f"OpenAI-compatible stream error: {chunk['error']}")
-                continue  # e.g. a usage-only chunk
-            choice = choices[0]
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if text:
-                await reply.write(text)
-            if delta.get("tool_calls"):
-                _add_fragments(tool_calls, delta["tool_calls"])
-            if choice.get("finish_reason"):
-                finished = True
-    if reply.aborted:
-        return []
-    if finished:  # a server that ends the stream without `[DONE]` after a finish reason
-        return tool_calls.calls()
-    raise ProviderError("OpenAI-compatible stream ended before [DONE]")
 
 
 def _add_fragments(tool_calls: ToolCallAssembler, fragments: list[dict[str, Any]]) -> None:

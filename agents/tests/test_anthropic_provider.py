@@ -8,6 +8,7 @@ from agents.llm.anthropic import AnthropicProvider, text_delta
 from agents.llm.base import ToolCall, ToolSpec
 from agents.models import Persona
 from fakes.anthropic_server import FakeReply
+from fakes.replies import stream_reply
 
 PERSONA = Persona(name="Desk", system_prompt="You answer the phone.", llm_model="claude-test", max_tokens=120)
 MESSAGES = [{"role": "user", "content": "What's the weather in Paris?"}]
@@ -28,7 +29,7 @@ async def test_text_streams_token_by_token_and_no_tools_are_sent(provider, fake_
     tokens: list[str] = []
     reply = reply_into(tokens)
 
-    calls = await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply)
+    calls = await stream_reply(provider, persona=PERSONA, messages=MESSAGES, reply=reply)
 
     assert tokens == ["Sunny", " and", " mild", "."]
     assert calls == [] and reply.ended
@@ -49,7 +50,7 @@ async def test_tools_are_offered_and_tool_use_blocks_come_back_as_tool_calls(
     tokens: list[str] = []
     reply = reply_into(tokens)
 
-    calls = await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply, tools=[WEATHER])
+    calls = await stream_reply(provider, persona=PERSONA, messages=MESSAGES, reply=reply, tools=[WEATHER])
 
     assert tokens == ["Let", " me", " check", "."]
     [call] = calls
@@ -73,8 +74,8 @@ async def test_a_tool_without_input_gets_empty_arguments(provider, fake_anthropi
     fake_anthropic.queue(FakeReply(tokens=["Goodbye", "."], tool_use={"name": "end_call", "input": {}}))
     end_call = ToolSpec(name="end_call", description="Hang up.")
 
-    calls = await provider.stream_reply(
-        persona=PERSONA, messages=MESSAGES, reply=reply_into([]), tools=[end_call]
+    calls = await stream_reply(
+        provider, persona=PERSONA, messages=MESSAGES, reply=reply_into([]), tools=[end_call]
     )
 
     assert [(c.name, c.arguments) for c in calls] == [("end_call", {})]

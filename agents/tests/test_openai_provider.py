@@ -8,6 +8,7 @@ from agents.llm.base import ToolCall, ToolSpec
 from agents.llm.openai import OpenAIProvider
 from agents.models import Persona
 from fakes.openai_server import FakeReply
+from fakes.replies import stream_reply
 
 PERSONA = Persona(
     name="Desk",
@@ -40,7 +41,7 @@ async def test_text_streams_token_by_token(provider, fake_openai, reply_into):
     tokens: list[str] = []
     reply = reply_into(tokens)
 
-    calls = await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply)
+    calls = await stream_reply(provider, persona=PERSONA, messages=MESSAGES, reply=reply)
 
     assert tokens == ["Sunny", " and", " mild", "."]
     assert calls == [] and reply.ended
@@ -50,7 +51,7 @@ async def test_text_streams_token_by_token(provider, fake_openai, reply_into):
 async def test_the_request_carries_system_prompt_history_temperature_and_max_tokens(
     provider, fake_openai, reply_into
 ):
-    await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply_into([]))
+    await stream_reply(provider, persona=PERSONA, messages=MESSAGES, reply=reply_into([]))
 
     [request] = fake_openai.requests
     assert request["model"] == "gpt-test"
@@ -61,7 +62,7 @@ async def test_the_request_carries_system_prompt_history_temperature_and_max_tok
 
 
 async def test_tools_are_offered_as_functions(provider, fake_openai, reply_into):
-    await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply_into([]), tools=[WEATHER])
+    await stream_reply(provider, persona=PERSONA, messages=MESSAGES, reply=reply_into([]), tools=[WEATHER])
 
     assert fake_openai.requests[0]["tools"] == [
         {
@@ -93,8 +94,8 @@ async def test_streamed_tool_call_fragments_come_back_as_tool_calls_in_order(
     )
     tokens: list[str] = []
 
-    calls = await provider.stream_reply(
-        persona=PERSONA, messages=MESSAGES, reply=reply_into(tokens), tools=[WEATHER, END_CALL]
+    calls = await stream_reply(
+        provider, persona=PERSONA, messages=MESSAGES, reply=reply_into(tokens), tools=[WEATHER, END_CALL]
     )
 
     assert tokens == ["Let", " me", " check", "."]

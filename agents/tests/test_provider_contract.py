@@ -11,6 +11,7 @@ from agents.llm.base import ProviderError, ToolSpec
 from agents.llm.openai import OpenAIProvider
 from agents.models import Persona
 from fakes.base import FakeReply
+from fakes.replies import stream_reply
 
 PERSONA = Persona(name="Desk", system_prompt="You answer the phone.", llm_model="model-test", max_tokens=120)
 MESSAGES = [{"role": "user", "content": "What's the weather in Paris?"}]
@@ -33,7 +34,7 @@ async def test_aborting_stops_the_tokens_and_closes_the_stream(endpoint, reply_i
     tokens: list[str] = []
     reply = reply_into(tokens, abort_at=2)
 
-    calls = await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply, tools=[WEATHER])
+    calls = await stream_reply(provider, persona=PERSONA, messages=MESSAGES, reply=reply, tools=[WEATHER])
 
     assert tokens == ["One", " two"] and calls == [] and reply.ended
     stream = await fake.streams[0].wait_ended()
@@ -48,8 +49,8 @@ async def test_replies_one_after_another_share_one_connection(endpoint, reply_in
     fake.queue(FakeReply(tokens=["One"], end_delay=0.02), FakeReply(tokens=["Two"], end_delay=0.02))
     fake.queue(FakeReply(tokens=["Three", " four", " five"], hold_after=2), FakeReply(tokens=["Six"]))
     for abort_at in (None, None, 1, None):
-        await provider.stream_reply(
-            persona=PERSONA, messages=MESSAGES, reply=reply_into([], abort_at=abort_at)
+        await stream_reply(
+            provider, persona=PERSONA, messages=MESSAGES, reply=reply_into([], abort_at=abort_at)
         )
 
     first, second, aborted, after_abort = fake.peers
@@ -62,7 +63,7 @@ async def test_cancelling_a_held_reply_closes_the_stream(endpoint, cancel_held_r
     fake.queue(FakeReply(tokens=["One", " two", " three"], hold_after=2))
 
     tokens, reply = await cancel_held_reply(
-        lambda reply: provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply), after=2
+        lambda reply: stream_reply(provider, persona=PERSONA, messages=MESSAGES, reply=reply), after=2
     )
 
     assert tokens == ["One", " two"] and reply.ended
@@ -86,7 +87,7 @@ async def test_failures_raise_provider_error_and_still_end_the_reply(endpoint, f
     reply = reply_into(tokens)
 
     with pytest.raises(ProviderError, match=message):
-        await provider.stream_reply(persona=PERSONA, messages=MESSAGES, reply=reply)
+        await stream_reply(provider, persona=PERSONA, messages=MESSAGES, reply=reply)
 
     assert tokens == ([] if failure.status != 200 else ["One", " two"])
     assert reply.ended

@@ -8,10 +8,11 @@ import pytest
 
 from agents.llm import provider_for
 from agents.llm.anthropic import AnthropicProvider
-from agents.llm.base import ReplyStream
 from agents.llm.demo import DemoProvider
 from agents.llm.openai import OpenAIProvider
 from agents.models import Persona
+from calls.engine.reply import ReplyStream
+from fakes.replies import stream_reply
 
 
 def persona(**fields: object) -> Persona:
@@ -108,7 +109,8 @@ async def test_the_picked_openai_provider_streams_from_the_configured_server(fak
         tokens.append(token)
 
     provider = provider_for(persona(llm_provider=Persona.LlmProvider.OPENAI, llm_model="local"))
-    await provider.stream_reply(
+    await stream_reply(
+        provider,
         persona=persona(llm_model="local"),
         messages=[{"role": "user", "content": "Hi"}],
         reply=ReplyStream(sink),

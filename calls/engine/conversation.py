@@ -27,12 +27,14 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.utils import timezone
 
-from agents.llm import ProviderError, ReplyStream, provider_for
+from agents.llm import ProviderError, provider_for, request_for
 from agents.llm.base import LLMProvider, ToolCall, ToolSpec
 from agents.llm.history import normalise_history
 from agents.models import Persona
 from calls.engine.dtmf import DtmfCollector
+from calls.engine.events import CallStart
 from calls.engine.heard import Heard, heard_prefix
+from calls.engine.reply import ReplyStream, stream_into
 from calls.engine.speech import MarkerDetector, PhraseChunker, SpeechCleaner, SpeechPipeline
 from calls.engine.timers import Timers
 from calls.engine.tools import END_CALL, SWITCH_LANGUAGE, TERMINAL, TRANSFER, tool_record, tools_for
@@ -40,7 +42,7 @@ from calls.models import Call, Turn
 from calls.store.db import Batched
 from calls.store.lifecycle import SOCKET
 from calls.store.recorder import CallRecorder
-from calls.store.services import CallStart, relay_sessions_start
+from calls.store.services import relay_sessions_start
 
 logger = logging.getLogger(__name__)
 
@@ -211,13 +213,10 @@ class Conversation:
 
     async def _from_model(self, reply: ReplyStream, *, tools: list[ToolSpec] | None = None) -> list[ToolCall]:
         messages = normalise_history((t.role, t.text) for t in self.turns)
-        return await self.provider.stream_reply(
-            persona=self.persona,
-            messages=messages,
-            reply=reply,
-            tools=self.tools if tools is None else tools,
-            system=self._system_prompt(),
+        request = request_for(
+            self.persona, messages, system=self._system_prompt(), tools=self.tools if tools is None else tools
         )
+        return await stream_into(self.provider.stream(request), reply)
 
     def _system_prompt(self) -> str:
         parts = [self.persona.system_prompt]

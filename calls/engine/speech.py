@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from agents.llm.base import SpeechFilter
+from calls.engine.reply import SpeechFilter
 
 END_CALL_MARKER = "[END_CALL]"
 

@@ -11,6 +11,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from calls.engine.conversation import Conversation
+from calls.engine.events import CallStart
 from calls.relay.wire import (
     Dtmf,
     FrameError,
@@ -23,7 +24,6 @@ from calls.relay.wire import (
     parse_frame,
     text_frame,
 )
-from calls.store.services import CallStart
 from calls.webhooks.signatures import handshake_signature_is_valid
 
 logger = logging.getLogger(__name__)

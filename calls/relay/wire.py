@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from calls.store.services import CallStart
+from calls.engine.events import CallStart
 
 MAX_FRAME_CHARS = 64 * 1024  # a transcript line is far shorter; anything bigger is not Twilio
 

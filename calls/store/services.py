@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import InterfaceError, OperationalError, transaction
@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from agents import directory
 from agents.models import Persona, PersonaLanguage
+from calls.engine.events import CallStart, IncomingCall
 from calls.models import Call, Turn
 from calls.store.db import save_each
 
@@ -43,24 +44,6 @@ def _direction(value: str) -> str:
 def _fit(value: str, field: str) -> str:
     # `From` can be a long SIP URI or client identity; a truncated number beats a 500 mid-ring.
     return value[: Call._meta.get_field(field).max_length]
-
-
-@dataclass(frozen=True, slots=True)
-class IncomingCall:
-    """A call Twilio is putting through to us, as its voice webhook describes it."""
-
-    call_sid: str
-    from_number: str = ""
-    to_number: str = ""
-    direction: str = "inbound"
-
-
-@dataclass(frozen=True, slots=True)
-class CallStart(IncomingCall):
-    """A relay socket's `setup`: the call it carries, its session and custom parameters."""
-
-    session_id: str = ""
-    custom_parameters: dict = field(default_factory=dict)
 
 
 def _described(incoming: IncomingCall) -> dict[str, str]:

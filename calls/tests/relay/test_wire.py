@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from calls.engine.events import CallStart
 from calls.relay.wire import FrameError, Interrupt, Prompt, end_frame, parse_frame, text_frame
-from calls.store.services import CallStart
 
 
 def test_setup_keeps_what_the_engine_needs_and_ignores_unknown_fields():

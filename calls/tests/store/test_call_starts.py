@@ -9,8 +9,9 @@ from django.db import DatabaseError
 from twilio.request_validator import RequestValidator
 
 from agents.models import Persona, PersonaLanguage, PhoneNumber
+from calls.engine.events import IncomingCall
 from calls.models import Call, Turn
-from calls.store.services import IncomingCall, NoPersonaAvailable, StartedCall, calls_start
+from calls.store.services import NoPersonaAvailable, StartedCall, calls_start
 from calls.tests.conftest import db_thread_queries, statements
 from calls.views import start_call
 

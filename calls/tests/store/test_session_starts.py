@@ -9,8 +9,9 @@ from django.db import DatabaseError
 
 from agents.models import Persona
 from calls.engine.conversation import start_session
+from calls.engine.events import CallStart
 from calls.models import Call, Turn
-from calls.store.services import CallStart, NoPersonaAvailable, RelaySession, relay_sessions_start
+from calls.store.services import NoPersonaAvailable, RelaySession, relay_sessions_start
 from calls.tests.conftest import db_thread_queries, statements
 
 pytestmark = pytest.mark.django_db(transaction=True)
