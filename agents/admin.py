@@ -26,8 +26,17 @@ class PersonaLanguageInline(admin.TabularInline):
 
 @admin.register(Persona)
 class PersonaAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "is_active", "is_default", "language", "llm_model", "updated_at"]
-    list_filter = ["is_active", "is_default", "language", "llm_provider"]
+    list_display = [
+        "name",
+        "slug",
+        "is_active",
+        "is_default",
+        "transport",
+        "language",
+        "llm_model",
+        "updated_at",
+    ]
+    list_filter = ["is_active", "is_default", "transport", "language", "llm_provider"]
     search_fields = ["name", "slug", "system_prompt", "welcome_greeting"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["created_at", "updated_at"]
@@ -37,7 +46,7 @@ class PersonaAdmin(admin.ModelAdmin):
         models.TextField: {"widget": Textarea(attrs={"rows": 4, "cols": 100})},
     }
     fieldsets = [
-        (None, {"fields": ["name", "slug", "is_active", "is_default"]}),
+        (None, {"fields": ["name", "slug", "is_active", "is_default", "transport"]}),
         (
             "What it says",
             {"fields": ["system_prompt", "welcome_greeting", "fallback_line"]},
@@ -54,6 +63,22 @@ class PersonaAdmin(admin.ModelAdmin):
                     "speech_chunking",
                     "allow_ssml",
                 ]
+            },
+        ),
+        (
+            "Speech providers and turn detection (Media Streams)",
+            {
+                "fields": [
+                    ("stt_provider", "stt_model"),
+                    ("stt_base_url", "stt_api_key_env"),
+                    ("stream_tts_provider", "stream_tts_model", "stream_voice"),
+                    ("stream_tts_base_url", "stream_tts_api_key_env"),
+                    ("vad_start_threshold", "vad_end_threshold"),
+                    ("vad_min_speech_ms", "vad_silence_ms"),
+                    ("vad_barge_in_threshold", "vad_barge_in_windows"),
+                ],
+                "description": "Used when the transport is Media Streams: Switchboard hears the caller with "
+                "Silero VAD and the speech-to-text provider, and speaks with the text-to-speech provider.",
             },
         ),
         (

@@ -68,6 +68,20 @@ class Persona(TimestampedModel):
         TOKEN = "token", "Token by token"
         PHRASE = "phrase", "Phrases and sentences"
 
+    class Transport(models.TextChoices):
+        RELAY = "relay", "ConversationRelay (Twilio does speech)"
+        MEDIA = "media", "Media Streams (raw audio, our speech providers)"
+
+    class SttProvider(models.TextChoices):
+        TOGETHER = "together", "Together (Whisper, realtime)"
+        DEEPGRAM = "deepgram", "Deepgram (live streaming)"
+        DEMO = "demo", "Offline demo"
+
+    class StreamTtsProvider(models.TextChoices):
+        TOGETHER = "together", "Together (Kokoro, realtime)"
+        CARTESIA = "cartesia", "Cartesia (websocket)"
+        DEMO = "demo", "Offline demo"
+
     class LlmProvider(models.TextChoices):
         ANTHROPIC = "anthropic", "Anthropic Claude"
         OPENAI = "openai", "OpenAI-compatible"
@@ -137,6 +151,99 @@ class Persona(TimestampedModel):
         default=300,
         validators=[MinValueValidator(16), MaxValueValidator(8192)],
         help_text="Longest reply in tokens. Phone replies should be short.",
+    )
+
+    # --- Transport ---
+    transport = models.CharField(
+        max_length=10,
+        choices=Transport,
+        default=Transport.RELAY,
+        help_text="ConversationRelay: Twilio transcribes and speaks. Media Streams: Twilio sends raw audio; "
+        "Switchboard detects speech, transcribes and speaks with the providers below.",
+    )
+
+    # --- Media Streams: speech providers and voice activity detection ---
+    stt_provider = models.CharField(
+        "speech-to-text provider", max_length=20, choices=SttProvider, default=SttProvider.TOGETHER
+    )
+    stt_model = models.CharField(
+        "speech-to-text model", max_length=100, blank=True, help_text="Empty uses the provider's default."
+    )
+    stt_base_url = models.CharField(
+        "speech-to-text URL",
+        max_length=200,
+        blank=True,
+        help_text="The provider's websocket URL (wss://...). Empty uses the provider's own.",
+    )
+    stt_api_key_env = models.CharField(
+        "speech-to-text key variable",
+        max_length=100,
+        blank=True,
+        validators=[env_var_name_validator],
+        help_text="The NAME of the environment variable holding the key. Empty uses TOGETHER_API_KEY or "
+        "DEEPGRAM_API_KEY. Without a key the offline demo transcriber answers.",
+    )
+    stream_tts_provider = models.CharField(
+        "Media Streams text-to-speech provider",
+        max_length=20,
+        choices=StreamTtsProvider,
+        default=StreamTtsProvider.TOGETHER,
+    )
+    stream_tts_model = models.CharField(
+        "text-to-speech model", max_length=100, blank=True, help_text="Empty uses the provider's default."
+    )
+    stream_voice = models.CharField(
+        "text-to-speech voice", max_length=100, blank=True, help_text="Empty uses the provider's default."
+    )
+    stream_tts_base_url = models.CharField(
+        "text-to-speech URL",
+        max_length=200,
+        blank=True,
+        help_text="The provider's websocket URL (wss://...). Empty uses the provider's own.",
+    )
+    stream_tts_api_key_env = models.CharField(
+        "text-to-speech key variable",
+        max_length=100,
+        blank=True,
+        validators=[env_var_name_validator],
+        help_text="The NAME of the environment variable holding the key. Empty uses TOGETHER_API_KEY or "
+        "CARTESIA_API_KEY. Without a key the offline demo voice speaks.",
+    )
+    vad_start_threshold = models.FloatField(
+        "speech starts above",
+        default=0.6,
+        validators=[MinValueValidator(0.05), MaxValueValidator(0.99)],
+        help_text="Silero VAD probability at which the caller starts speaking.",
+    )
+    vad_end_threshold = models.FloatField(
+        "speech ends below",
+        default=0.35,
+        validators=[MinValueValidator(0.01), MaxValueValidator(0.95)],
+        help_text="Probability below which the caller has stopped speaking.",
+    )
+    vad_min_speech_ms = models.PositiveIntegerField(
+        "shortest turn (ms)",
+        default=500,
+        validators=[MinValueValidator(32), MaxValueValidator(5000)],
+        help_text="Speech shorter than this is not a turn (a cough, a click).",
+    )
+    vad_silence_ms = models.PositiveIntegerField(
+        "end-of-turn silence (ms)",
+        default=500,
+        validators=[MinValueValidator(96), MaxValueValidator(5000)],
+        help_text="Silence after speech that ends the caller's turn.",
+    )
+    vad_barge_in_threshold = models.FloatField(
+        "barge-in above",
+        default=0.85,
+        validators=[MinValueValidator(0.05), MaxValueValidator(0.99)],
+        help_text="Probability that counts as talking over the agent.",
+    )
+    vad_barge_in_windows = models.PositiveSmallIntegerField(
+        "barge-in windows",
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(30)],
+        help_text="Consecutive 32 ms windows above the barge-in probability that stop the agent.",
     )
 
     # --- How replies become speech ---
@@ -243,6 +350,10 @@ class Persona(TimestampedModel):
             )
         if self.is_default and not self.is_active:
             raise ValidationError({"is_active": "The default persona must stay active."})
+        if self.vad_end_threshold >= self.vad_start_threshold:
+            raise ValidationError(
+                {"vad_end_threshold": "Speech must end below the probability at which it starts."}
+            )
         if self.transfer_enabled and not self.handoff_number:
             raise ValidationError(
                 {

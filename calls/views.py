@@ -9,14 +9,16 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.twiml.voice_response import VoiceResponse
 
+from agents.models import Persona
 from calls.engine.events import IncomingCall
 from calls.store.db import Batched
 from calls.store.services import NoPersonaAvailable, calls_start
 from calls.webhooks.call_status import StatusEvent, call_status_record
 from calls.webhooks.relay_actions import SessionEnd, relay_action_twiml
 from calls.webhooks.signatures import webhook_signature_is_valid
+from calls.webhooks.stream_actions import stream_action_twiml
 from calls.webhooks.transfers import DialEnd, dial_action_twiml
-from calls.webhooks.twiml import connect_relay_twiml, unavailable_twiml
+from calls.webhooks.twiml import connect_relay_twiml, connect_stream_twiml, unavailable_twiml
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +35,8 @@ start_call = Batched(calls_start, name="call-starts")
 @csrf_exempt
 @require_POST
 async def voice(request: HttpRequest) -> HttpResponse:
-    """Twilio's "a call comes in" webhook: record the call and connect it to ConversationRelay."""
+    """Twilio's "a call comes in" webhook: record the call and connect it to its persona's
+    transport, ConversationRelay or Media Streams."""
     if not webhook_signature_is_valid(request):
         return HttpResponseForbidden()
     call_sid = request.POST.get("CallSid", "")
@@ -51,6 +54,8 @@ async def voice(request: HttpRequest) -> HttpResponse:
     except NoPersonaAvailable as exc:
         logger.error("call %s to %s refused: %s", call_sid, to_number, exc)
         return twiml_response(unavailable_twiml())
+    if started.persona.transport == Persona.Transport.MEDIA:
+        return twiml_response(connect_stream_twiml(call=started.call, persona=started.persona))
     twiml = connect_relay_twiml(call=started.call, persona=started.persona, switchable=started.switchable)
     return twiml_response(twiml)
 
@@ -74,6 +79,16 @@ def twilio_relay_action(request: HttpRequest) -> HttpResponse:
     if not webhook_signature_is_valid(request):
         return HttpResponseForbidden()
     return twiml_response(relay_action_twiml(SessionEnd.from_params(request.POST)))
+
+
+@csrf_exempt
+@require_POST
+def twilio_stream_action(request: HttpRequest) -> HttpResponse:
+    """`POST /twilio/stream-action/`: the `<Connect action>` once a media stream ends; answers the
+    TwiML that continues the call (transfer, or hang up)."""
+    if not webhook_signature_is_valid(request):
+        return HttpResponseForbidden()
+    return twiml_response(stream_action_twiml(request.POST))
 
 
 @csrf_exempt

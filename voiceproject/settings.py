@@ -49,6 +49,11 @@ ANTHROPIC_OPEN_TELEMETRY = env.bool("ANTHROPIC_OPEN_TELEMETRY", default=False)
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 # Empty: api.openai.com; a persona's own base URL wins over both.
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
+# Media Streams personas' speech providers, for personas that name no key variable of their own.
+# Unset: the offline demo transcriber and voice.
+TOGETHER_API_KEY = env.str("TOGETHER_API_KEY", default="")
+DEEPGRAM_API_KEY = env.str("DEEPGRAM_API_KEY", default="")
+CARTESIA_API_KEY = env.str("CARTESIA_API_KEY", default="")
 REDIS_URL = env.str("REDIS_URL", default="")
 
 # --- Live calls -----------------------------------------------------------------------------

@@ -156,21 +156,39 @@ class Conversation:
             elif self.keypad.pending:
                 self.timers.start("keypad", self.persona.dtmf_pause_seconds, self._on_keypad_pause)
 
-    async def interrupt(self, utterance: str, duration_ms: float | None) -> None:
-        """The caller talked over the agent: stop, and keep only what they heard."""
+    async def interrupt(
+        self, utterance: str = "", duration_ms: float | None = None, *, heard: Heard | None = None
+    ) -> None:
+        """The caller talked over the agent: stop, and keep only what they heard.
+
+        A transport that knows what was played (Media Streams, from Twilio's mark echoes) passes
+        `heard`; otherwise it is estimated from Twilio's `utterance` and `duration_ms`."""
         async with self._lock:
             if not self._ready("interrupt"):
                 return
             self._caller_active("the caller interrupted")
+            cut = heard if heard is not None else (utterance, duration_ms)
             if self.generation is not None:
-                await self._abort_generation(heard=(utterance, duration_ms))
+                await self._abort_generation(heard=cut)
                 return
             # The reply had finished streaming, but the caller heard less than was sent.
             last = self.turns[-1] if self.turns else None
             if last is None or last.role != Turn.Role.ASSISTANT or last.interrupted:
                 logger.info("call %s: interrupt with no agent turn to truncate", self.call.call_sid)
                 return
-            self._truncate(last, last.generated_text or last.text, utterance, duration_ms)
+            self._cut(last, last.generated_text or last.text, cut)
+
+    async def speak(self, line: str) -> None:
+        """Say a fixed line as the agent (a transport's apology when its speech provider failed),
+        stored and interruptible like any reply; nothing when a reply is already in flight."""
+        async with self._lock:
+            if self._ready("speak") and self.generation is None:
+                self._speak(line)
+
+    def note_error(self, source: str, description: str) -> None:
+        """Keep a transport's error on the call (shown in the admin), off the token path."""
+        if self.recorder:
+            self.recorder.note("errors", {"source": source, "description": description[:500]})
 
     async def relay_error(self, description: str) -> None:
         call_sid = self.call.call_sid if self.call else "(before setup)"
@@ -282,7 +300,7 @@ class Conversation:
             line = f" {line}"
         await reply.write(line)
 
-    async def _abort_generation(self, *, heard: tuple[str, float | None] | None) -> None:
+    async def _abort_generation(self, *, heard: Heard | tuple[str, float | None] | None) -> None:
         """Stop the reply in flight (if any) and store it: truncated to `heard` when the caller
         interrupted, else to what was sent (a newer prompt or a hang-up cut it short)."""
         generation, self.generation = self.generation, None
@@ -303,7 +321,7 @@ class Conversation:
         if turn is None:
             return
         if heard is not None:
-            self._truncate(turn, turn.generated_text, *heard)
+            self._cut(turn, turn.generated_text, heard)
         elif (spoken := generation.reply.spoken_text) != turn.generated_text:
             # Speech filters held some text back: keep only what went out. Usually that is a
             # prefix (phrase chunking held the last phrase), and then it is the answer; the
@@ -486,6 +504,13 @@ class Conversation:
             **timings,
         )
         return turn
+
+    def _cut(self, turn: TurnState, sent: str, heard: Heard | tuple[str, float | None]) -> None:
+        """Keep what the caller heard of `sent`: given exactly, or estimated from Twilio's words."""
+        if isinstance(heard, Heard):
+            self._keep_heard(turn, sent, heard)
+        else:
+            self._truncate(turn, sent, *heard)
 
     def _truncate(self, turn: TurnState, sent: str, utterance: str, duration_ms: float | None) -> None:
         chars_per_second = settings.RELAY_SPEECH_CHARS_PER_SECOND

@@ -20,11 +20,21 @@ def public_url(path: str) -> str:
     return f"{settings.PUBLIC_BASE_URL}{path}"
 
 
-def relay_websocket_url() -> str:
-    """The ConversationRelay URL put in TwiML: wss for an https base, ws for a local http one."""
+def websocket_url(path: str) -> str:
+    """A socket's public URL as put in TwiML: wss for an https base, ws for a local http one."""
     base = settings.PUBLIC_BASE_URL
     scheme, _, rest = base.partition("://")
-    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws/relay/"
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}{path}"
+
+
+def relay_websocket_url() -> str:
+    """The ConversationRelay socket."""
+    return websocket_url("/ws/relay/")
+
+
+def media_websocket_url() -> str:
+    """The Media Streams socket."""
+    return websocket_url("/ws/media/")
 
 
 def _unsigned_allowed(what: str) -> bool:
@@ -59,13 +69,14 @@ def webhook_signature_is_valid(request) -> bool:  # type: ignore[no-untyped-def]
 
 
 def handshake_signature_is_valid(scope: Mapping) -> bool:
-    """Validate the websocket upgrade against the exact URL our TwiML emitted (and its
-    trailing-slash variant, which Twilio's docs say to try)."""
+    """Validate the websocket upgrade against the public URL of the path it asked for, as our
+    TwiML emitted it (and its trailing-slash variant, which Twilio's docs say to try)."""
     headers = dict(scope.get("headers") or [])
     signature = headers.get(b"x-twilio-signature", b"").decode() or None
-    url = relay_websocket_url()
+    path = scope.get("path", "/ws/relay/")
+    url = websocket_url(path)
     query = scope.get("query_string", b"").decode()
     if query:
         url = f"{url}?{query}"
     variants = [url, url.rstrip("/") if url.endswith("/") else f"{url}/"]
-    return signature_is_valid(variants, {}, signature, "relay websocket handshake")
+    return signature_is_valid(variants, {}, signature, f"websocket handshake {path}")

@@ -1,4 +1,4 @@
-"""TwiML for connecting a call to ConversationRelay, built with twilio's VoiceResponse."""
+"""TwiML for connecting a call to ConversationRelay or Media Streams, built with twilio's VoiceResponse."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from twilio.twiml.voice_response import ConversationRelay, VoiceResponse
 
 from agents.models import Persona, PersonaLanguage
 from calls.models import Call
-from calls.webhooks.signatures import public_url, relay_websocket_url
+from calls.webhooks.signatures import media_websocket_url, public_url, relay_websocket_url
 
 
 def connect_relay_twiml(
@@ -43,6 +43,23 @@ def connect_relay_twiml(
     # Identifiers only: customParameters travel to the socket in clear text.
     relay.parameter(name="call_id", value=str(call.pk))
     relay.parameter(name="persona_id", value=str(persona.pk))
+    return str(response)
+
+
+def connect_stream_twiml(*, call: Call, persona: Persona) -> str:
+    """`<Connect action><Stream/></Connect>`: Twilio streams the caller's raw audio to our socket
+    and plays what we send back. The greeting is spoken by our own voice once the stream starts,
+    so it is not in the TwiML. The stream URL takes no query string: what the socket needs
+    travels as `<Parameter>`s, in the `start` event."""
+    response = VoiceResponse()
+    connect = response.connect(action=public_url("/twilio/stream-action/"))
+    stream = connect.stream(url=media_websocket_url())
+    # Identifiers, and the call's description for a socket whose webhook never reached us.
+    stream.parameter(name="call_id", value=str(call.pk))
+    stream.parameter(name="persona_id", value=str(persona.pk))
+    stream.parameter(name="from", value=call.from_number)
+    stream.parameter(name="to", value=call.to_number)
+    stream.parameter(name="direction", value=call.direction)
     return str(response)
 
 

@@ -1,0 +1,241 @@
+"""One Media Streams call, transport-side: caller audio to turns, the engine's text to audio.
+
+Knows nothing of websockets: the consumer hands it parsed events and a `send` for outbound
+frames. It decides where a caller turn comes from (Silero VAD's end of turn, then the
+speech-to-text transcript) and where reply text goes (phrases to text-to-speech, audio and marks
+to Twilio). History, truncation, tools, timers, recording and summaries are the engine's
+(calls/engine/conversation.py), exactly as for ConversationRelay.
+
+States, as the reference names them: listening (nobody talks), processing (a caller turn was
+sent to the model, nothing spoken yet), speaking (the agent's audio is queued or playing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from agents.stt import SpeechToText, SttError
+from agents.tts import TextToSpeech
+from calls.engine.conversation import Conversation
+from calls.media import providers
+from calls.media.audio import PhoneToStt, ulaw_to_pcm16
+from calls.media.speaker import Speaker
+from calls.media.vad import TurnDetector, TurnEvent, VoiceActivity
+from calls.media.wire import Start
+
+logger = logging.getLogger(__name__)
+
+PREROLL_FRAMES = 15  # 300 ms of audio before speech was detected, so its first sound is transcribed
+END_PLAYBACK_TIMEOUT = 15.0  # seconds to let a goodbye finish playing before the socket closes
+
+
+class MediaCall:
+    def __init__(
+        self, send: Callable[[str], Awaitable[None]], hang_up: Callable[[], Awaitable[None]]
+    ) -> None:
+        self._send = send
+        self._hang_up = hang_up
+        self.conversation = Conversation(self)
+        self.stream_sid = ""
+        self.speaker: Speaker | None = None
+        self.stt: SpeechToText | None = None
+        self.vad: VoiceActivity | None = None
+        self.detector: TurnDetector | None = None
+        self.to_stt = PhoneToStt()
+        self._preroll: deque[bytes] = deque(maxlen=PREROLL_FRAMES)
+        self._turns: set[asyncio.Task] = set()
+        self._stt_down = False
+        self._ending: asyncio.Task | None = None
+        self.closed = False
+        # Figures the benchmark and the tests read.
+        self.last_speech_frame_at: float | None = None
+        self.barge_in_at: float | None = None
+        self.committed_at: float | None = None
+
+    # --- the call's start ------------------------------------------------------------------------
+    async def start(self, start: Start) -> None:
+        self.stream_sid = start.stream_sid
+        await self.conversation.setup(start.call)
+        persona = self.conversation.persona
+        self.detector = TurnDetector(providers.vad_settings(persona))
+        self.vad = VoiceActivity()
+        self.stt = providers.speech_to_text(persona)
+        tts = providers.text_to_speech(persona)
+        self.speaker = Speaker(tts, self._send, self.stream_sid, on_error=self._voice_failed)
+        await asyncio.gather(self._start_stt(), self._start_tts(tts))
+        turns = self.conversation.turns
+        if len(turns) == 1 and turns[0].role == "assistant" and turns[0].text:
+            # The webhook stored the greeting as turn 0; it is spoken here, where the caller can
+            # talk over it like any reply (the ledger then truncates turn 0).
+            self.speaker.say(turns[0].text)
+            self.speaker.finish()
+
+    async def _start_stt(self) -> None:
+        try:
+            await self.stt.start()
+        except SttError as exc:
+            self._stt_down = True
+            self._stt_failed(exc)
+
+    async def _start_tts(self, tts: TextToSpeech) -> None:
+        try:
+            await tts.start()
+        except Exception as exc:  # the first phrase retries, then falls back to the offline voice
+            logger.warning("stream %s: text-to-speech did not start: %s", self.stream_sid, exc)
+
+    # --- caller audio ----------------------------------------------------------------------------
+    async def audio(self, ulaw: bytes) -> None:
+        """One inbound media event: VAD, then speech-to-text while the caller is in a turn. Never
+        waits on a provider (its sends only queue): Twilio drops audio from a slow reader."""
+        if self.vad is None or self.closed:
+            return  # media before `start`: nothing to attach it to
+        self._preroll.append(self.to_stt.process(ulaw))
+        was_in_speech = self.detector.in_speech
+        speech_starts = self.detector.settings.start_threshold
+        for probability in self.vad.feed(ulaw_to_pcm16(ulaw)):
+            if probability > speech_starts:
+                self.last_speech_frame_at = time.monotonic()
+            event = self.detector.observe(probability, agent_speaking=self.speaker.speaking)
+            if event is TurnEvent.BARGE_IN:
+                await self.barge_in()
+            elif event is TurnEvent.END_OF_TURN:
+                await self._transcribe(was_in_speech)
+                self._spawn(self._end_of_turn())
+                return
+            elif event is TurnEvent.SPEECH_DISCARDED:
+                await self._stt_call(self.stt.clear())
+                return
+        if self.detector.in_speech:
+            await self._transcribe(was_in_speech)
+
+    async def _transcribe(self, continuing: bool) -> None:
+        """Send this frame to speech-to-text, or at the start of speech the pre-roll ending with it."""
+        audio = self._preroll[-1] if continuing else b"".join(self._preroll)
+        await self._stt_call(self.stt.send_audio(audio))
+
+    async def _stt_call(self, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except SttError as exc:
+            if not self._stt_down:  # logged and stored once; each turn then gets the apology
+                self._stt_down = True
+                self._stt_failed(exc)
+
+    async def _end_of_turn(self) -> None:
+        self.committed_at = time.monotonic()
+        try:
+            text = await self.stt.commit()
+        except SttError as exc:
+            if not self._stt_down:
+                self._stt_down = True
+                self._stt_failed(exc)
+            await self.conversation.speak(self.conversation.persona.fallback_line)
+            return
+        if not text.strip():
+            logger.info("stream %s: end of turn with no words transcribed", self.stream_sid)
+            return
+        if self.speaker.speaking:
+            # A turn that ends while the agent is still processing or talking (a prompt during
+            # processing): the new words win, and the old reply is cut where the caller was.
+            await self._stop_speaking()
+        await self.conversation.prompt(text)
+
+    # --- barge-in --------------------------------------------------------------------------------
+    async def barge_in(self) -> None:
+        """The caller talks over the agent: `clear` Twilio's buffer at once, stop synthesis and the
+        model, and keep in the transcript only the audio that was played."""
+        self.barge_in_at = time.monotonic()
+        await self._stop_speaking()
+
+    async def _stop_speaking(self) -> None:
+        heard = self.speaker.ledger.heard()
+        await self.speaker.interrupt()
+        await self.conversation.interrupt(heard=heard)
+        logger.info("stream %s: barge-in; the caller heard %r", self.stream_sid, heard.text[-60:])
+
+    def mark(self, name: str) -> None:
+        if self.speaker is not None:
+            self.speaker.ledger.echoed(name)
+
+    async def dtmf(self, digit: str) -> None:
+        await self.conversation.dtmf(digit)
+
+    # --- the engine's output (ConversationOutput) ------------------------------------------------
+    async def send_token(self, token: str, last: bool) -> None:
+        if token:
+            self.speaker.say(token)
+        if last:
+            self.speaker.finish()
+
+    async def send_language(self, code: str) -> None:
+        # The persona's speech providers are set per call; a language switch keeps them.
+        logger.info("stream %s: language switch to %s kept the persona's voice", self.stream_sid, code)
+
+    async def send_end(self, handoff_data: str) -> None:
+        """The agent ends the call: once the goodbye has played, store the handoff, close the
+        stream, and `<Connect action>` carries on from the stored handoff
+        (calls/webhooks/stream_actions.py). Runs as its own task: the engine calls this holding
+        its lock, which closing the conversation takes too."""
+        self.conversation.recorder.set_metadata("handoff", json.loads(handoff_data))
+        self._ending = asyncio.create_task(self._end_after_goodbye(), name=f"end:{self.stream_sid}")
+
+    async def _end_after_goodbye(self) -> None:
+        await self.speaker.wait_played(END_PLAYBACK_TIMEOUT)
+        await self.close()  # every write applied, the handoff included, before Twilio asks
+        await self._hang_up()
+
+    # --- failures ----------------------------------------------------------------------------------
+    def _stt_failed(self, exc: Exception) -> None:
+        logger.warning("stream %s: speech-to-text failed: %s", self.stream_sid, exc)
+        self.conversation.note_error("stt", str(exc))
+
+    async def _voice_failed(self, exc: Exception) -> TextToSpeech | None:
+        logger.warning(
+            "stream %s: text-to-speech failed: %s; the offline voice carries on", self.stream_sid, exc
+        )
+        self.conversation.note_error("tts", str(exc) or type(exc).__name__)
+        voice = providers.fallback_voice()
+        try:
+            await voice.start()
+        except Exception:
+            logger.exception("stream %s: the offline voice did not start", self.stream_sid)
+            return None
+        return voice
+
+    # --- the end -----------------------------------------------------------------------------------
+    def _spawn(self, work: Awaitable[object]) -> None:
+        task = asyncio.ensure_future(work)
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)
+        task.add_done_callback(_log_failure)
+
+    async def close(self) -> None:
+        """The stream stopped or the socket closed: no task of this call outlives it."""
+        if self.closed:
+            return
+        self.closed = True
+        for task in list(self._turns):
+            task.cancel()
+        for task in list(self._turns):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.speaker is not None and self.speaker.speaking and self._ending is None:
+            # Hung up while the agent talked: the turn keeps what was played, as at a barge-in.
+            await self.conversation.interrupt(heard=self.speaker.ledger.heard())
+        await self.conversation.close()
+        if self.speaker is not None:
+            await self.speaker.close()
+        if self.stt is not None:
+            with contextlib.suppress(Exception):
+                await self.stt.close()
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.error("media call task failed", exc_info=exc)

@@ -1,0 +1,167 @@
+"""The agent's voice on a Media Streams call: reply text in, phone audio and marks out.
+
+Text arrives token by token while the model is still writing. It is cut into phrases (the engine's
+PhraseChunker: a short first one, then clauses and sentences), and each phrase is synthesised
+as soon as it is complete, so the caller hears the first words while the rest is generated.
+Each phrase's audio goes to Twilio as 20 ms media events followed by a uniquely named mark; the
+PlaybackLedger turns the echoes into what the caller heard. Audio is sent as fast as it comes:
+Twilio buffers it, and `clear` empties that buffer on barge-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from agents.tts.base import TextToSpeech, TtsError
+from calls.engine.speech import PhraseChunker
+from calls.media.audio import TtsToPhone, frames
+from calls.media.playback import PlaybackLedger
+from calls.media.wire import clear_event, mark_event, media_event
+
+logger = logging.getLogger(__name__)
+
+FRAME_MS = 20
+SYNTHESIS_TIMEOUT = 15.0  # seconds for one phrase's audio: a stalled provider is a failure
+
+
+class Speaker:
+    def __init__(
+        self,
+        tts: TextToSpeech,
+        send: Callable[[str], Awaitable[None]],
+        stream_sid: str,
+        *,
+        on_error: Callable[[Exception], Awaitable[TextToSpeech | None]],
+        ledger: PlaybackLedger | None = None,
+    ) -> None:
+        self.tts = tts
+        self._send = send
+        self._stream_sid = stream_sid
+        self._on_error = on_error  # returns another provider to carry on with, or None
+        self.ledger = ledger or PlaybackLedger()
+        self._chunker = PhraseChunker("phrase", first_words=5, clause_words=8, max_words=40)
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._converter = TtsToPhone(tts.sample_rate)
+        self._synthesising = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._worker = asyncio.create_task(self._work(), name=f"speaker:{stream_sid}")
+        self.frames_sent = 0
+
+    # --- what the engine says ------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        if not self._busy():
+            self.ledger.new_utterance()
+        self._enqueue(self._chunker.feed(text))
+
+    def finish(self) -> None:
+        """The reply is complete: speak what the chunker still holds."""
+        self._enqueue(self._chunker.flush())
+
+    def _enqueue(self, phrase: str) -> None:
+        if phrase.strip():
+            self._idle.clear()
+            self._queue.put_nowait(phrase)
+
+    # --- state -----------------------------------------------------------------------------------
+    def _busy(self) -> bool:
+        return self._synthesising or not self._queue.empty()
+
+    @property
+    def speaking(self) -> bool:
+        """The agent is talking: phrases queued or being synthesised, or audio not yet played."""
+        return self._busy() or self.ledger.playing
+
+    async def wait_played(self, timeout: float) -> bool:
+        """Until everything said so far has been synthesised and played (mark echoes), bounded."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+                await self.ledger.quiet.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    # --- barge-in --------------------------------------------------------------------------------
+    async def interrupt(self) -> None:
+        """Stop talking at once: `clear` first (Twilio drops its buffered audio), then drop the
+        phrases not yet spoken and cancel the synthesis in progress."""
+        try:
+            await self._send(clear_event(self._stream_sid))
+        except Exception as exc:  # a socket closing under us: stop the rest all the same
+            logger.info("stream %s: clear not sent: %r", self._stream_sid, exc)
+        self.ledger.clear()
+        self._chunker.flush()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        if self._synthesising:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._synthesising = False
+            self._worker = asyncio.create_task(self._work(), name=f"speaker:{self._stream_sid}")
+        await self.tts.interrupt()
+        self._converter.reset()  # no tail of the old reply leaks into the next
+        self._idle.set()
+
+    async def close(self) -> None:
+        self._worker.cancel()
+        # The worker may already have died on a send to a socket the caller closed.
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._worker
+        await self.tts.close()
+
+    # --- synthesis -------------------------------------------------------------------------------
+    async def _work(self) -> None:
+        while True:
+            phrase = await self._queue.get()
+            self._synthesising = True
+            try:
+                await self._speak(phrase)
+            finally:
+                self._synthesising = False
+                if self._queue.empty():
+                    self._idle.set()
+
+    async def _speak(self, phrase: str) -> None:
+        sent = 0
+        try:
+            sent = await self._synthesise(phrase)
+        except (TtsError, TimeoutError) as exc:
+            replacement = await self._on_error(exc)
+            if replacement is None:
+                return
+            self.tts = replacement
+            self._converter = TtsToPhone(replacement.sample_rate)
+            try:
+                sent = await self._synthesise(phrase)
+            except (TtsError, TimeoutError) as again:
+                logger.error("stream %s: the fallback voice failed too: %s", self._stream_sid, again)
+                return
+        if sent:
+            name = self.ledger.next_name()
+            await self._send(mark_event(self._stream_sid, name))
+            self.ledger.sent(name, phrase, sent * FRAME_MS)
+
+    async def _synthesise(self, phrase: str) -> int:
+        """Send `phrase`'s audio as 20 ms frames; returns how many."""
+        count = 0
+        leftover = b""
+        async with asyncio.timeout(SYNTHESIS_TIMEOUT):
+            async for pcm in self.tts.synthesize(phrase):
+                audio = leftover + self._converter.process(pcm)
+                whole = len(audio) - len(audio) % 160
+                for frame in frames(audio[:whole]):
+                    await self._send(media_event(self._stream_sid, frame))
+                    count += 1
+                leftover = audio[whole:]
+        tail = leftover + self._converter.flush()
+        self._converter.reset()
+        for frame in frames(tail):
+            await self._send(media_event(self._stream_sid, frame))
+            count += 1
+        self.frames_sent += count
+        return count
