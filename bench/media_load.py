@@ -249,7 +249,9 @@ def run(args: argparse.Namespace) -> dict:
         TOGETHER_API_KEY="bench",  # the persona's TTS key; the fake accepts any
         PUBLIC_BASE_URL=base,
         TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
-        LOG_LEVEL="WARNING",
+        # INFO: the server logs each end of turn and barge-in with its own latency (one line per
+        # turn, read back below); nothing is logged per frame.
+        LOG_LEVEL="INFO",
         REDIS_URL=REDIS_URL,
     )
     prepare_database(env, tts_url)
@@ -286,12 +288,25 @@ def run(args: argparse.Namespace) -> dict:
             stop(child)
         log.close()
     lines = Path(log.name).read_text(errors="replace").splitlines()
+    # The server's own share, from the frame's arrival to the action (calls/media/session.py).
+    result["server_end_of_turn_ms"] = spread(
+        [float(m) for line in lines if (m := _after(line, "end of turn committed "))]
+    )
+    result["server_barge_in_ms"] = spread(
+        [float(m) for line in lines if (m := _after(line, "barge-in cleared "))]
+    )
     result["server_log"] = {
         "path": log.name,
         "warnings": sum(" WARNING " in line for line in lines),
         "errors": sum(" ERROR " in line or " CRITICAL " in line or "Traceback" in line for line in lines),
     }
     return result
+
+
+def _after(line: str, marker: str) -> str | None:
+    """The number right after `marker` in a server log line, if the line has it."""
+    at = line.find(marker)
+    return line[at + len(marker) :].split(" ", 1)[0] if at >= 0 else None
 
 
 def table(r: dict) -> str:
@@ -307,6 +322,8 @@ def table(r: dict) -> str:
             f"{'':34}{'n':>7}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}",
             row("barge-in latency, ms", r["barge_in_ms"]),
             row("end-of-turn latency, ms", r["end_of_turn_ms"]),
+            row("  server: last speech -> commit", r["server_end_of_turn_ms"]),
+            row("  server: speech onset -> clear", r["server_barge_in_ms"]),
             f"barges                            {r['barges']} ({r['barges_without_clear']} over audio without"
             f" a clear, {r['barges_with_nothing_playing']} with nothing playing)",
             f"utterances                        {r['utterances']} ({r['utterances_unanswered']} unanswered)",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 
-from calls.media.session import MediaCall
 from calls.media.wire import Connected, Dtmf, FrameError, Mark, Media, Start, Stop, parse_event
 from calls.socket import TwilioSocketConsumer
 
@@ -14,6 +13,10 @@ logger = logging.getLogger(__name__)
 
 class MediaStreamConsumer(TwilioSocketConsumer):
     def opened(self) -> None:
+        # Imported with the first media call: numpy, soxr and onnxruntime cost a process 35 MB
+        # (and 140 ms to load), which a server that only runs ConversationRelay never needs.
+        from calls.media.session import MediaCall
+
         self.call = MediaCall(self._send_text, self._hang_up)
         self.refused = 0  # frames dropped as unusable: counted, logged at debug past the first few
 

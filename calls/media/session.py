@@ -26,11 +26,12 @@ from calls.engine.conversation import Conversation
 from calls.media import providers
 from calls.media.audio import PhoneToStt, ulaw_to_pcm16
 from calls.media.speaker import Speaker
-from calls.media.vad import TurnDetector, TurnEvent, VoiceActivity
+from calls.media.vad import BatchedVad, TurnDetector, TurnEvent, VadStream
 from calls.media.wire import Start
 
 logger = logging.getLogger(__name__)
 
+MAX_BACKLOG_FRAMES = 250  # 5 s of caller audio waiting for the VAD: the server is far behind
 PREROLL_FRAMES = 15  # 300 ms of audio before speech was detected, so its first sound is transcribed
 END_PLAYBACK_TIMEOUT = 15.0  # seconds to let a goodbye finish playing before the socket closes
 
@@ -45,7 +46,11 @@ class MediaCall:
         self.stream_sid = ""
         self.speaker: Speaker | None = None
         self.stt: SpeechToText | None = None
-        self.vad: VoiceActivity | None = None
+        self.vad: BatchedVad | None = None
+        self._vad_stream: VadStream | None = None
+        self._inbound: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue()
+        self._listener: asyncio.Task | None = None
+        self.frames_dropped = 0
         self.detector: TurnDetector | None = None
         self.to_stt = PhoneToStt()
         self._preroll: deque[bytes] = deque(maxlen=PREROLL_FRAMES)
@@ -53,7 +58,9 @@ class MediaCall:
         self._stt_down = False
         self._ending: asyncio.Task | None = None
         self.closed = False
-        # Figures the benchmark and the tests read.
+        # When the frames that mattered arrived, for the latency lines in the log (bench/media_load.py).
+        self._quiet = True
+        self.speech_onset_at: float | None = None
         self.last_speech_frame_at: float | None = None
         self.barge_in_at: float | None = None
         self.committed_at: float | None = None
@@ -64,7 +71,8 @@ class MediaCall:
         await self.conversation.setup(start.call)
         persona = self.conversation.persona
         self.detector = TurnDetector(providers.vad_settings(persona))
-        self.vad = VoiceActivity()
+        self.vad = BatchedVad.for_this_loop()
+        self._vad_stream = self.vad.open()
         self.stt = providers.speech_to_text(persona)
         tts = providers.text_to_speech(persona)
         self.speaker = Speaker(tts, self._send, self.stream_sid, on_error=self._voice_failed)
@@ -75,6 +83,7 @@ class MediaCall:
             # talk over it like any reply (the ledger then truncates turn 0).
             self.speaker.say(turns[0].text)
             self.speaker.finish()
+        self._listener = asyncio.create_task(self._listen(), name=f"listen:{self.stream_sid}")
 
     async def _start_stt(self) -> None:
         try:
@@ -91,16 +100,52 @@ class MediaCall:
 
     # --- caller audio ----------------------------------------------------------------------------
     async def audio(self, ulaw: bytes) -> None:
-        """One inbound media event: VAD, then speech-to-text while the caller is in a turn. Never
-        waits on a provider (its sends only queue): Twilio drops audio from a slow reader."""
-        if self.vad is None or self.closed:
+        """One inbound media event, only queued here: Twilio drops audio from a socket that reads
+        too slowly, so the socket's receive path never waits for the VAD or a provider."""
+        if self._listener is None or self.closed:
             return  # media before `start`: nothing to attach it to
-        self._preroll.append(self.to_stt.process(ulaw))
+        if self._inbound.qsize() >= MAX_BACKLOG_FRAMES:
+            self.frames_dropped += 1
+            if self.frames_dropped == 1:
+                logger.warning(
+                    "stream %s: caller audio %s frames behind; dropping", self.stream_sid, MAX_BACKLOG_FRAMES
+                )
+            return
+        self._inbound.put_nowait((ulaw, time.monotonic()))
+
+    async def _listen(self) -> None:
+        """Score the caller's frames in order, each batch of them with every other call's windows
+        (BatchedVad), and act on the turn events. A backlog is pushed whole, so it is scored in one
+        tick and the call catches up rather than staying a window behind."""
+        inbound = self._inbound
+        while True:
+            frames = [await inbound.get()]
+            while not inbound.empty():
+                frames.append(inbound.get_nowait())
+            scored = [
+                (ulaw, at, self.vad.submit(self._vad_stream, ulaw_to_pcm16(ulaw))) for ulaw, at in frames
+            ]
+            for ulaw, at, futures in scored:
+                try:
+                    probabilities = [await future for future in futures]
+                    await self._heard_frame(ulaw, at, probabilities)
+                except Exception:  # one bad frame or failed step must not deafen the call
+                    logger.exception("stream %s: caller audio failed", self.stream_sid)
+
+    async def _heard_frame(self, ulaw: bytes, arrived_at: float, probabilities: list[float]) -> None:
+        """One frame (received at `arrived_at`) and the speech probability of each VAD window it
+        completed: speech-to-text while the caller is in a turn, and the turn events."""
+        # Kept as it came: only audio that goes to speech-to-text is resampled (most frames do not).
+        self._preroll.append(ulaw)
         was_in_speech = self.detector.in_speech
         speech_starts = self.detector.settings.start_threshold
-        for probability in self.vad.feed(ulaw_to_pcm16(ulaw)):
+        for probability in probabilities:
             if probability > speech_starts:
-                self.last_speech_frame_at = time.monotonic()
+                if self.last_speech_frame_at is None or self._quiet:
+                    self.speech_onset_at = arrived_at
+                self.last_speech_frame_at, self._quiet = arrived_at, False
+            elif probability < self.detector.settings.end_threshold:
+                self._quiet = True
             event = self.detector.observe(probability, agent_speaking=self.speaker.speaking)
             if event is TurnEvent.BARGE_IN:
                 await self.barge_in()
@@ -116,8 +161,12 @@ class MediaCall:
 
     async def _transcribe(self, continuing: bool) -> None:
         """Send this frame to speech-to-text, or at the start of speech the pre-roll ending with it."""
-        audio = self._preroll[-1] if continuing else b"".join(self._preroll)
-        await self._stt_call(self.stt.send_audio(audio))
+        if continuing:
+            audio = self._preroll[-1]
+        else:
+            self.to_stt.reset()  # a new stretch of speech: no tail of the previous one
+            audio = b"".join(self._preroll)
+        await self._stt_call(self.stt.send_audio(self.to_stt.process(audio)))
 
     async def _stt_call(self, work: Awaitable[None]) -> None:
         try:
@@ -129,6 +178,12 @@ class MediaCall:
 
     async def _end_of_turn(self) -> None:
         self.committed_at = time.monotonic()
+        if self.last_speech_frame_at is not None:
+            logger.info(
+                "stream %s: end of turn committed %.0f ms after the last speech frame",
+                self.stream_sid,
+                (self.committed_at - self.last_speech_frame_at) * 1000,
+            )
         try:
             text = await self.stt.commit()
         except SttError as exc:
@@ -152,6 +207,12 @@ class MediaCall:
         model, and keep in the transcript only the audio that was played."""
         self.barge_in_at = time.monotonic()
         await self._stop_speaking()
+        if self.speech_onset_at is not None:
+            logger.info(
+                "stream %s: barge-in cleared %.0f ms after the caller's speech began",
+                self.stream_sid,
+                (self.barge_in_at - self.speech_onset_at) * 1000,
+            )
 
     async def _stop_speaking(self) -> None:
         heard = self.speaker.ledger.heard()
@@ -220,6 +281,12 @@ class MediaCall:
         if self.closed:
             return
         self.closed = True
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        if self._vad_stream is not None:
+            self.vad.close(self._vad_stream)
         for task in list(self._turns):
             task.cancel()
         for task in list(self._turns):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import threading
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from importlib import resources
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from django.conf import settings
 
 from calls.media.audio import pcm16_to_float32
 
@@ -283,14 +285,27 @@ class BatchedVad:
                 future.cancel()
         stream.pending.clear()
 
-    async def feed(self, stream: VadStream, pcm16_8k: bytes) -> list[float]:
-        """Probabilities of the windows this audio completes, once the next tick has scored them."""
+    @classmethod
+    def for_this_loop(cls) -> BatchedVad:
+        """The batcher every call on the running event loop shares."""
+        loop = asyncio.get_running_loop()
+        batcher = _per_loop.get(loop)
+        if batcher is None:
+            batcher = _per_loop[loop] = cls(tick_ms=settings.MEDIA_VAD_TICK_MS)
+        return batcher
+
+    def submit(self, stream: VadStream, pcm16_8k: bytes) -> list[asyncio.Future[float]]:
+        """Queue the windows this audio completes; each future gets its probability at the next tick."""
         loop = asyncio.get_running_loop()
         futures = stream.push(pcm16_8k, loop)
-        if not futures:
-            return []
-        self._arm(loop)
-        return list(await asyncio.gather(*futures))
+        if futures:
+            self._arm(loop)
+        return futures
+
+    async def feed(self, stream: VadStream, pcm16_8k: bytes) -> list[float]:
+        """Probabilities of the windows this audio completes, once the next tick has scored them."""
+        futures = self.submit(stream, pcm16_8k)
+        return list(await asyncio.gather(*futures)) if futures else []
 
     def flush(self) -> dict[VadStream, list[float]]:
         """Score every queued window now, on this thread; returns each stream's new probabilities.
@@ -373,3 +388,6 @@ class BatchedVad:
                 results.setdefault(stream, []).append(p)
             if future is not None and not future.done():  # the caller may have hung up
                 future.set_result(p)
+
+
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BatchedVad] = weakref.WeakKeyDictionary()
