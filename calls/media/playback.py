@@ -111,6 +111,7 @@ class PlaybackLedger:
 def _words_prefix(text: str, fraction: float) -> str:
     """The words of `text` spoken by `fraction` of its audio, by their share of its letters. A word
     counts once over half of it was said, so a cut-in on a word's first sound does not credit it."""
+    lead = text[: len(text) - len(text.lstrip())]  # the space that joins it to the previous chunk
     words = re.findall(r"\S+\s*", text)
     if not words or fraction <= 0:
         return ""
@@ -123,4 +124,6 @@ def _words_prefix(text: str, fraction: float) -> str:
             break
         out.append(word)
         said += size
-    return "".join(out).rstrip() if len(out) < len(words) else "".join(out)
+    if not out:
+        return ""
+    return lead + ("".join(out).rstrip() if len(out) < len(words) else "".join(out))
