@@ -28,10 +28,12 @@ from calls.media.audio import PhoneToStt, ulaw_to_pcm16
 from calls.media.speaker import Speaker
 from calls.media.vad import BatchedVad, TurnDetector, TurnEvent, VadStream
 from calls.media.wire import Start
+from calls.models import Call
 
 logger = logging.getLogger(__name__)
 
 MAX_BACKLOG_FRAMES = 250  # 5 s of caller audio waiting for the VAD: the server is far behind
+VAD_TIMEOUT = 5.0  # seconds: a VAD run that never answers must not stall the call's listening
 PREROLL_FRAMES = 15  # 300 ms of audio before speech was detected, so its first sound is transcribed
 END_PLAYBACK_TIMEOUT = 15.0  # seconds to let a goodbye finish playing before the socket closes
 
@@ -54,8 +56,11 @@ class MediaCall:
         self.detector: TurnDetector | None = None
         self.to_stt = PhoneToStt()
         self._preroll: deque[bytes] = deque(maxlen=PREROLL_FRAMES)
-        self._turns: set[asyncio.Task] = set()
+        self._turn_tasks: set[asyncio.Task] = set()
         self._stt_down = False
+        self._turn_lock = asyncio.Lock()
+        self._committing = False
+        self._held: list[bytes] = []
         self._ending: asyncio.Task | None = None
         self.closed = False
         # When the frames that mattered arrived, for the latency lines in the log (bench/media_load.py).
@@ -67,6 +72,10 @@ class MediaCall:
 
     # --- the call's start ------------------------------------------------------------------------
     async def start(self, start: Start) -> None:
+        if self.stream_sid:
+            logger.warning("stream %s: a second start ignored", self.stream_sid)
+            return
+        await _check_call(start)
         self.stream_sid = start.stream_sid
         await self.conversation.setup(start.call)
         persona = self.conversation.persona
@@ -122,12 +131,17 @@ class MediaCall:
             frames = [await inbound.get()]
             while not inbound.empty():
                 frames.append(inbound.get_nowait())
-            scored = [
-                (ulaw, at, self.vad.submit(self._vad_stream, ulaw_to_pcm16(ulaw))) for ulaw, at in frames
-            ]
+            try:
+                scored = [
+                    (ulaw, at, self.vad.submit(self._vad_stream, ulaw_to_pcm16(ulaw))) for ulaw, at in frames
+                ]
+            except Exception:
+                logger.exception("stream %s: caller audio not scored", self.stream_sid)
+                continue
             for ulaw, at, futures in scored:
                 try:
-                    probabilities = [await future for future in futures]
+                    async with asyncio.timeout(VAD_TIMEOUT):
+                        probabilities = [await future for future in futures]
                     await self._heard_frame(ulaw, at, probabilities)
                 except Exception:  # one bad frame or failed step must not deafen the call
                     logger.exception("stream %s: caller audio failed", self.stream_sid)
@@ -151,10 +165,14 @@ class MediaCall:
                 await self.barge_in()
             elif event is TurnEvent.END_OF_TURN:
                 await self._transcribe(was_in_speech)
+                self._committing = True  # the next speech waits until this turn's text is in
                 self._spawn(self._end_of_turn())
                 return
             elif event is TurnEvent.SPEECH_DISCARDED:
-                await self._stt_call(self.stt.clear())
+                if self._committing:
+                    self._held.clear()
+                else:
+                    await self._stt_call(self.stt.clear())
                 return
         if self.detector.in_speech:
             await self._transcribe(was_in_speech)
@@ -166,7 +184,11 @@ class MediaCall:
         else:
             self.to_stt.reset()  # a new stretch of speech: no tail of the previous one
             audio = b"".join(self._preroll)
-        await self._stt_call(self.stt.send_audio(self.to_stt.process(audio)))
+        pcm = self.to_stt.process(audio)
+        if self._committing:
+            self._held.append(pcm)  # sent once the previous turn's commit has its text
+        else:
+            await self._stt_call(self.stt.send_audio(pcm))
 
     async def _stt_call(self, work: Awaitable[None]) -> None:
         try:
@@ -177,6 +199,29 @@ class MediaCall:
                 self._stt_failed(exc)
 
     async def _end_of_turn(self) -> None:
+        """Commit the turn's audio, then answer it. One at a time, in order: speech that follows
+        is held back meanwhile, or its words would land in this turn or be wiped with it."""
+        async with self._turn_lock:
+            try:
+                text = await self._commit()
+            finally:
+                self._committing = False
+                held, self._held = self._held, []
+                for pcm in held:
+                    await self._stt_call(self.stt.send_audio(pcm))
+            if text is None:
+                await self.conversation.speak(self.conversation.persona.fallback_line)
+            elif not text.strip():
+                logger.info("stream %s: end of turn with no words transcribed", self.stream_sid)
+            else:
+                if self.speaker.speaking or self.conversation.generation is not None:
+                    # A turn that ends while the agent is processing or talking: the new words win,
+                    # and the old reply is cut where the caller was.
+                    await self._stop_speaking()
+                await self.conversation.prompt(text)
+
+    async def _commit(self) -> str | None:
+        """The turn's transcript; None when speech-to-text failed."""
         self.committed_at = time.monotonic()
         if self.last_speech_frame_at is not None:
             logger.info(
@@ -185,21 +230,12 @@ class MediaCall:
                 (self.committed_at - self.last_speech_frame_at) * 1000,
             )
         try:
-            text = await self.stt.commit()
+            return await self.stt.commit()
         except SttError as exc:
             if not self._stt_down:
                 self._stt_down = True
                 self._stt_failed(exc)
-            await self.conversation.speak(self.conversation.persona.fallback_line)
-            return
-        if not text.strip():
-            logger.info("stream %s: end of turn with no words transcribed", self.stream_sid)
-            return
-        if self.speaker.speaking:
-            # A turn that ends while the agent is still processing or talking (a prompt during
-            # processing): the new words win, and the old reply is cut where the caller was.
-            await self._stop_speaking()
-        await self.conversation.prompt(text)
+            return None
 
     # --- barge-in --------------------------------------------------------------------------------
     async def barge_in(self) -> None:
@@ -217,7 +253,10 @@ class MediaCall:
     async def _stop_speaking(self) -> None:
         heard = self.speaker.ledger.heard()
         await self.speaker.interrupt()
-        await self.conversation.interrupt(heard=heard)
+        try:
+            await self.conversation.interrupt(heard=heard)
+        finally:
+            self.speaker.unmute()
         logger.info("stream %s: barge-in; the caller heard %r", self.stream_sid, heard.text[-60:])
 
     def mark(self, name: str) -> None:
@@ -272,8 +311,8 @@ class MediaCall:
     # --- the end -----------------------------------------------------------------------------------
     def _spawn(self, work: Awaitable[object]) -> None:
         task = asyncio.ensure_future(work)
-        self._turns.add(task)
-        task.add_done_callback(self._turns.discard)
+        self._turn_tasks.add(task)
+        task.add_done_callback(self._turn_tasks.discard)
         task.add_done_callback(_log_failure)
 
     async def close(self) -> None:
@@ -281,26 +320,52 @@ class MediaCall:
         if self.closed:
             return
         self.closed = True
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        tasks = [self._listener, *self._turn_tasks]
+        if self._ending is not None and self._ending is not asyncio.current_task():
+            tasks.append(self._ending)
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+        for task in tasks:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if self._vad_stream is not None:
             self.vad.close(self._vad_stream)
-        for task in list(self._turns):
-            task.cancel()
-        for task in list(self._turns):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self.speaker is not None and self.speaker.speaking and self._ending is None:
-            # Hung up while the agent talked: the turn keeps what was played, as at a barge-in.
-            await self.conversation.interrupt(heard=self.speaker.ledger.heard())
-        await self.conversation.close()
-        if self.speaker is not None:
-            await self.speaker.close()
-        if self.stt is not None:
-            with contextlib.suppress(Exception):
-                await self.stt.close()
+        try:
+            if self.speaker is not None and self.speaker.speaking and self._ending is None:
+                # Hung up while the agent talked: the turn keeps what was played, as at a barge-in.
+                await self.conversation.interrupt(heard=self.speaker.ledger.heard())
+        finally:
+            try:
+                await self.conversation.close()
+            finally:
+                if self.speaker is not None:
+                    await self.speaker.close()
+                if self.stt is not None:
+                    with contextlib.suppress(Exception):
+                        await self.stt.close()
+
+
+async def _check_call(start: Start) -> None:
+    """A stream belongs to a call our voice webhook answered (its `call_id` parameter names it)
+    that has not ended: the handshake's signature is the same for every call, so a replayed
+    socket must not create calls or reopen old ones."""
+    call_id = start.call.custom_parameters.get("call_id", "")
+    exists = (
+        call_id.isdigit()
+        and await Call.objects.filter(
+            pk=int(call_id), call_sid=start.call.call_sid, ended_at__isnull=True
+        ).aexists()
+    )
+    if not exists:
+        raise RefusedStream(
+            f"stream {start.stream_sid}: no live call {start.call.call_sid} with id {call_id!r}"
+        )
+
+
+class RefusedStream(Exception):
+    """A `start` for a call we did not put through, or one that is over."""
 
 
 def _log_failure(task: asyncio.Task) -> None:

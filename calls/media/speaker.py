@@ -30,6 +30,10 @@ MAX_EVENT_BYTES = 8000  # one second: Twilio's own sample sends that much in one
 SYNTHESIS_TIMEOUT = 15.0  # seconds for one phrase's audio: a stalled provider is a failure
 
 
+def _chunker() -> PhraseChunker:
+    return PhraseChunker("phrase", first_words=5, clause_words=8, max_words=40)
+
+
 class Speaker:
     def __init__(
         self,
@@ -45,23 +49,34 @@ class Speaker:
         self._stream_sid = stream_sid
         self._on_error = on_error  # returns another provider to carry on with, or None
         self.ledger = ledger or PlaybackLedger()
-        self._chunker = PhraseChunker("phrase", first_words=5, clause_words=8, max_words=40)
+        self._chunker = _chunker()
+        self._open = False  # an utterance has begun and its `finish` has not come yet
+        self._muted = False  # between a barge-in and the engine's abort: late tokens are dropped
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._converter = TtsToPhone(tts.sample_rate)
         self._synthesising = False
         self._idle = asyncio.Event()
         self._idle.set()
-        self._worker = asyncio.create_task(self._work(), name=f"speaker:{stream_sid}")
+        self._interrupting = asyncio.Lock()
+        self._worker = self._start_worker()
         self.frames_sent = 0
 
     # --- what the engine says ------------------------------------------------------------------
     def say(self, text: str) -> None:
-        if not self._busy():
+        if self._muted:
+            return
+        if not self._open:
+            # A new reply: its own phrases (a short first one again) and its own heard text.
+            self._open = True
+            self._chunker = _chunker()
             self.ledger.new_utterance()
         self._enqueue(self._chunker.feed(text))
 
     def finish(self) -> None:
         """The reply is complete: speak what the chunker still holds."""
+        if self._muted or not self._open:
+            return
+        self._open = False
         self._enqueue(self._chunker.flush())
 
     def _enqueue(self, phrase: str) -> None:
@@ -70,13 +85,11 @@ class Speaker:
             self._queue.put_nowait(phrase)
 
     # --- state -----------------------------------------------------------------------------------
-    def _busy(self) -> bool:
-        return self._synthesising or not self._queue.empty()
-
     @property
     def speaking(self) -> bool:
-        """The agent is talking: phrases queued or being synthesised, or audio not yet played."""
-        return self._busy() or self.ledger.playing
+        """The agent is talking: a reply under way (text held for its next phrase, phrases queued
+        or being synthesised), or audio sent and not yet played."""
+        return self._open or self._synthesising or not self._queue.empty() or self.ledger.playing
 
     async def wait_played(self, timeout: float) -> bool:
         """Until everything said so far has been synthesised and played (mark echoes), bounded."""
@@ -90,25 +103,31 @@ class Speaker:
 
     # --- barge-in --------------------------------------------------------------------------------
     async def interrupt(self) -> None:
-        """Stop talking at once: `clear` first (Twilio drops its buffered audio), then drop the
-        phrases not yet spoken and cancel the synthesis in progress."""
-        try:
-            await self._send(clear_event(self._stream_sid))
-        except Exception as exc:  # a socket closing under us: stop the rest all the same
-            logger.info("stream %s: clear not sent: %r", self._stream_sid, exc)
-        self.ledger.clear()
-        self._chunker.flush()
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        if self._synthesising:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        """Stop talking at once. Before anything is awaited, the synthesis in progress is cancelled
+        and the speaker muted, so no audio of this reply can follow the `clear`; then `clear` (Twilio
+        drops what it has buffered), then the provider is told. `unmute()` once the engine has
+        aborted the reply: its tokens in flight until then are dropped."""
+        async with self._interrupting:
+            self._muted, self._open = True, False
+            self.ledger.clear()
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            worker = self._worker
+            worker.cancel()
+            try:
+                await self._send(clear_event(self._stream_sid))
+            except Exception as exc:  # a socket closing under us: stop the rest all the same
+                logger.info("stream %s: clear not sent: %r", self._stream_sid, exc)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await worker
             self._synthesising = False
-            self._worker = asyncio.create_task(self._work(), name=f"speaker:{self._stream_sid}")
-        await self.tts.interrupt()
-        self._converter.reset()  # no tail of the old reply leaks into the next
-        self._idle.set()
+            self._worker = self._start_worker()
+            await self.tts.interrupt()
+            self._converter.reset()  # no tail of the old reply leaks into the next
+            self._idle.set()
+
+    def unmute(self) -> None:
+        self._muted = False
 
     async def close(self) -> None:
         self._worker.cancel()
@@ -118,12 +137,17 @@ class Speaker:
         await self.tts.close()
 
     # --- synthesis -------------------------------------------------------------------------------
+    def _start_worker(self) -> asyncio.Task:
+        return asyncio.create_task(self._work(), name=f"speaker:{self._stream_sid}")
+
     async def _work(self) -> None:
         while True:
             phrase = await self._queue.get()
             self._synthesising = True
             try:
                 await self._speak(phrase)
+            except Exception:  # one phrase failing must not leave the agent mute for the call
+                logger.exception("stream %s: phrase not spoken: %r", self._stream_sid, phrase[:60])
             finally:
                 self._synthesising = False
                 if self._queue.empty():
@@ -137,7 +161,9 @@ class Speaker:
             replacement = await self._on_error(exc)
             if replacement is None:
                 return
-            self.tts = replacement
+            failed, self.tts = self.tts, replacement
+            with contextlib.suppress(Exception):
+                await failed.close()  # its socket and reader go with it
             self._converter = TtsToPhone(replacement.sample_rate)
             try:
                 sent = await self._synthesise(phrase)

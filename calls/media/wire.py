@@ -81,14 +81,8 @@ def _start(data: dict) -> Start:
     if not isinstance(params, dict):
         raise FrameError("start: customParameters is not an object")
     params = {str(k): str(v) for k, v in params.items()}
-    call = CallStart(
-        call_sid=call_sid,
-        session_id=stream_sid,
-        from_number=params.get("from", ""),
-        to_number=params.get("to", ""),
-        direction=params.get("direction", "inbound") or "inbound",
-        custom_parameters=params,
-    )
+    # The call was described by its voice webhook already: the stream only names it.
+    call = CallStart(call_sid=call_sid, session_id=stream_sid, custom_parameters=params)
     return Start(stream_sid=stream_sid, call=call)
 
 

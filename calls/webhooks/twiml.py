@@ -54,12 +54,10 @@ def connect_stream_twiml(*, call: Call, persona: Persona) -> str:
     response = VoiceResponse()
     connect = response.connect(action=public_url("/twilio/stream-action/"))
     stream = connect.stream(url=media_websocket_url())
-    # Identifiers, and the call's description for a socket whose webhook never reached us.
+    # Identifiers only: customParameters travel in clear text. The socket serves only the call
+    # that `call_id` names (calls/media/session.py: _check_call).
     stream.parameter(name="call_id", value=str(call.pk))
     stream.parameter(name="persona_id", value=str(persona.pk))
-    stream.parameter(name="from", value=call.from_number)
-    stream.parameter(name="to", value=call.to_number)
-    stream.parameter(name="direction", value=call.direction)
     return str(response)
 
 

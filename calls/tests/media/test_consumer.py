@@ -116,6 +116,47 @@ async def test_hanging_up_mid_speech_stores_what_was_spoken_and_leaves_no_task(
     call = await Call.objects.aget(call_sid=CALL_SID)
     assert call.ended_at is not None
     lingering = [
-        t for t in before if not t.done() and (t.get_name().startswith(("speaker:", "reply:", "stt", "tts")))
+        t
+        for t in before
+        if not t.done() and (t.get_name().startswith(("speaker:", "reply:", "listen:", "end:", "stt", "tts")))
     ]
     assert lingering == []
+
+
+async def test_barge_in_while_the_model_is_still_writing_keeps_the_played_phrase_and_stops_the_model(
+    media, fake_stt, fake_tts, fake_anthropic
+):
+    # The model sends a few tokens, then holds (still generating) while the first phrase plays.
+    tokens = ["Sure,", " we open at nine", " on weekdays", " and at ten", " on Saturdays."]
+    fake_stt.reply_with("When are you open?", "Hang on.")
+    fake_anthropic.queue(FakeReply(tokens=tokens, hold_after=3), FakeReply(tokens=["Go ahead."]))
+    await media.play(fake_tts, GREETING)
+    await media.say(clip("hello"), silence_ms=800)
+
+    await media.echo(await media.next_event("mark"))  # "Sure," played; the rest is held or queued
+    await media.say(clip("interrupt"))
+    await media.next_event("clear")
+    assert (await fake_anthropic.streams[0].wait_ended()).closed_early  # the model was stopped
+    await media.hang_up()
+
+    reply = (await turns())[2]
+    assert reply.interrupted and reply.text == "Sure,"
+    assert reply.generated_text.startswith(reply.text) and reply.generated_text != reply.text
+
+
+async def test_a_stream_for_a_call_we_did_not_answer_is_refused(twilio_post, sign_handshake, media_persona):
+    from channels.testing import WebsocketCommunicator
+
+    from calls.tests.media.conftest import MediaClient
+    from voiceproject.asgi import application
+
+    signature = sign_handshake("wss://switchboard.example.com/ws/media/")
+    communicator = WebsocketCommunicator(
+        application, "/ws/media/", headers=[(b"x-twilio-signature", signature.encode())]
+    )
+    connected, _ = await communicator.connect()
+    assert connected  # the handshake is signed: a replay of a real one would be
+    await MediaClient(communicator).start({"call_id": "999"})
+    closed = await communicator.receive_output(5)
+    assert closed == {"type": "websocket.close", "code": 1011}
+    assert not await Call.objects.filter(call_sid=CALL_SID).aexists()  # no call was made up

