@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models, transaction
 from django.db.models import Q
 
+from agents.keys import not_a_server_secret
 from voiceproject.models import TimestampedModel
 
 bcp47_validator = RegexValidator(
@@ -138,7 +139,7 @@ class Persona(TimestampedModel):
         "API key variable",
         max_length=100,
         blank=True,
-        validators=[env_var_name_validator],
+        validators=[env_var_name_validator, not_a_server_secret],
         help_text="The NAME of the environment variable holding the API key (e.g. TOGETHER_API_KEY), never "
         "the key itself. Empty uses ANTHROPIC_API_KEY or OPENAI_API_KEY.",
     )
@@ -179,7 +180,7 @@ class Persona(TimestampedModel):
         "speech-to-text key variable",
         max_length=100,
         blank=True,
-        validators=[env_var_name_validator],
+        validators=[env_var_name_validator, not_a_server_secret],
         help_text="The NAME of the environment variable holding the key. Empty uses TOGETHER_API_KEY or "
         "DEEPGRAM_API_KEY. Without a key the offline demo transcriber answers.",
     )
@@ -205,7 +206,7 @@ class Persona(TimestampedModel):
         "text-to-speech key variable",
         max_length=100,
         blank=True,
-        validators=[env_var_name_validator],
+        validators=[env_var_name_validator, not_a_server_secret],
         help_text="The NAME of the environment variable holding the key. Empty uses TOGETHER_API_KEY or "
         "CARTESIA_API_KEY. Without a key the offline demo voice speaks.",
     )
@@ -401,7 +402,7 @@ class PersonaLanguage(models.Model):
         return self.code
 
     def clean(self) -> None:
-        # The persona's own language is always declared (calls/twiml.py): listing it twice would
+        # The persona's own language is always declared (calls/webhooks/twiml.py): listing it twice would
         # give it two voices.
         persona = getattr(self, "persona", None)  # unset on a form that is still being filled
         if persona is not None and self.code.lower() == persona.language.lower():

@@ -64,7 +64,7 @@ RELAY_END_GRACE_SECONDS = env.float("RELAY_END_GRACE_SECONDS", default=1.0)
 # The longest a model may take over one reply before the caller hears the fallback line.
 RELAY_REPLY_TIMEOUT_SECONDS = env.float("RELAY_REPLY_TIMEOUT_SECONDS", default=60.0)
 # Live calls' turns reach the database together, at most this long after they happen
-# (calls/recorder.py: fewer, bigger batches leave the event loop the GIL).
+# (calls/store/recorder.py: fewer, bigger batches leave the event loop the GIL).
 RELAY_WRITE_BATCH_SECONDS = env.float("RELAY_WRITE_BATCH_SECONDS", default=0.1)
 # Media Streams: the calls' VAD windows are scored together (calls/media/vad.py: BatchedVad). 0
 # scores what is queued at once, so a batch is whatever arrived while the previous run ran; more

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 
 from django.conf import settings
 
+from agents.keys import api_key
 from agents.llm.base import ChatMessage, LLMProvider, ModelRequest, ProviderError, ToolSpec
 from agents.models import Persona
 
@@ -65,7 +65,7 @@ def request_for(
 def _api_key(persona: Persona, default: str) -> str:
     """The persona's own key variable when it names one (read at call time, never stored), else `default`."""
     if persona.llm_api_key_env:
-        return os.environ.get(persona.llm_api_key_env, "")
+        return api_key(persona.llm_api_key_env)
     return default
 
 

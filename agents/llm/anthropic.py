@@ -90,7 +90,11 @@ class AnthropicProvider(SharedClient):
                 raise ProviderError("Anthropic stream ended before message_stop")
         except anthropic.APIError as exc:
             raise ProviderError(f"Anthropic: {exc}") from exc
-        except (httpx2.HTTPError, aiohttp.ClientError) as exc:  # mid-stream, past the SDK's wrapping
+        except (
+            httpx2.HTTPError,
+            aiohttp.ClientError,
+            TimeoutError,
+        ) as exc:  # mid-stream, past the SDK's wrapping
             raise ProviderError(f"Anthropic stream broke: {exc!r}") from exc
         except (json.JSONDecodeError, KeyError) as exc:
             raise ProviderError(f"Anthropic stream sent an event it does not document: {exc!r}") from exc

@@ -79,7 +79,11 @@ class OpenAIProvider(SharedClient):
                     yield call
         except openai.APIError as exc:
             raise ProviderError(f"OpenAI-compatible model: {exc}") from exc
-        except (httpx2.HTTPError, aiohttp.ClientError) as exc:  # mid-stream, past the SDK's wrapping
+        except (
+            httpx2.HTTPError,
+            aiohttp.ClientError,
+            TimeoutError,
+        ) as exc:  # mid-stream, past the SDK's wrapping
             raise ProviderError(f"OpenAI-compatible stream broke: {exc!r}") from exc
         except json.JSONDecodeError as exc:
             raise ProviderError(f"OpenAI-compatible stream sent a line that is not JSON: {exc}") from exc

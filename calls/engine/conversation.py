@@ -88,7 +88,7 @@ class PendingEnd:
     record: dict | None
 
 
-# Sockets open in bursts: their setups share database hops (calls/db.py: Batched).
+# Sockets open in bursts: their setups share database hops (calls/store/db.py: Batched).
 start_session = Batched(relay_sessions_start, name="relay-session-starts")
 
 
@@ -193,8 +193,7 @@ class Conversation:
     async def relay_error(self, description: str) -> None:
         call_sid = self.call.call_sid if self.call else "(before setup)"
         logger.warning("call %s: ConversationRelay error: %s", call_sid, description)
-        if self.recorder:
-            self.recorder.note("errors", {"source": "relay", "description": description})
+        self.note_error("relay", description)
 
     async def close(self) -> None:
         """The socket is gone: abort, store what was sent, mark the call ended, stop every task."""

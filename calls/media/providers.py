@@ -3,10 +3,9 @@ at call time (never stored), turned into the plain configs agents/stt and agents
 
 from __future__ import annotations
 
-import os
-
 from django.conf import settings
 
+from agents.keys import api_key
 from agents.models import Persona
 from agents.stt import SpeechToText, SttConfig, stt_for
 from agents.tts import TextToSpeech, TtsConfig, tts_for
@@ -21,7 +20,7 @@ _DEFAULT_KEYS = {
 
 def _key(variable: str, provider: str) -> str:
     if variable:
-        return os.environ.get(variable, "")
+        return api_key(variable)
     default = _DEFAULT_KEYS.get(provider)
     return getattr(settings, default, "") if default else ""
 

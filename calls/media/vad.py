@@ -337,15 +337,14 @@ class BatchedVad:
         try:
             budget = self._queued()
             while batch := self._take(budget):
-                rows, state = self._inputs(batch)
                 try:
+                    rows, state = self._inputs(batch)
                     probs, new_state = await loop.run_in_executor(None, self._model.run, rows, state)
+                    self._apply(batch, probs, new_state)
                 except Exception as error:  # never leave a call waiting forever
                     for _, (_, future, _) in batch:
                         if future is not None and not future.done():
                             future.set_exception(error)
-                    continue
-                self._apply(batch, probs, new_state)
         finally:
             self._tick_task = None
             if any(s.pending for s in self._streams):

@@ -4,7 +4,7 @@ Async ORM calls each hop to asgiref's single database thread. Whatever runs ther
 that the event loop, which releases it at every socket read and write, must then wait for: under
 load, ORM CPU on that thread made every call's tokens late. So the live calls share their hops:
 setups that arrive together are bound in one (`Batched`), turn writes go in timed batches
-(calls/recorder.py), and rows are saved with `save_each` rather than per-row ORM saves. That
+(calls/store/recorder.py), and rows are saved with `save_each` rather than per-row ORM saves. That
 thread keeps its connection between hops (it serves no requests that would close it); when the
 connection has gone stale, the work is retried once on a new one.
 """

@@ -107,7 +107,7 @@ class CallRecorder:
         self._queue(_Run(self.call, lambda: call_metadata_update(self.call.pk, key, value=value)))
 
     def end_call(self, source: str) -> None:
-        """Mark the call ended (calls/lifecycle.py: calls_ended) after its writes so far, with the
+        """Mark the call ended (calls/store/lifecycle.py: calls_ended) after its writes so far, with the
         other calls ending in the same batch, unless Twilio has moved it to another session."""
         self._queue(_EndCall(self.call, source, self.call.session_id))
 

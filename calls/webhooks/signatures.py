@@ -1,4 +1,4 @@
-"""Twilio request signatures: webhooks and the ConversationRelay websocket handshake.
+"""Twilio request signatures: webhooks and the websocket handshakes (ConversationRelay, Media Streams).
 
 Twilio signs the public URL it called, so we validate against PUBLIC_BASE_URL + path and never
 against the Host header, which a proxy or tunnel rewrites.
@@ -73,7 +73,7 @@ def handshake_signature_is_valid(scope: Mapping) -> bool:
     TwiML emitted it (and its trailing-slash variant, which Twilio's docs say to try)."""
     headers = dict(scope.get("headers") or [])
     signature = headers.get(b"x-twilio-signature", b"").decode() or None
-    path = scope.get("path", "/ws/relay/")
+    path = scope["path"]  # routing only reaches here for our socket paths
     url = websocket_url(path)
     query = scope.get("query_string", b"").decode()
     if query:
