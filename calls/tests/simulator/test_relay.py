@@ -57,7 +57,11 @@ def test_an_answer_that_is_not_xml_is_an_error():
 
 def test_the_socket_signature_passes_the_servers_handshake_check(twilio_token):
     def scope(signature: str) -> dict[str, Any]:
-        return {"headers": [(b"x-twilio-signature", signature.encode())], "query_string": b""}
+        return {
+            "path": "/ws/relay/",
+            "headers": [(b"x-twilio-signature", signature.encode())],
+            "query_string": b"",
+        }
 
     assert handshake_signature_is_valid(scope(twilio_signature(twilio_token, relay_websocket_url())))
     assert not handshake_signature_is_valid(scope(twilio_signature("another-token", relay_websocket_url())))
