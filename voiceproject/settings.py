@@ -66,10 +66,10 @@ RELAY_REPLY_TIMEOUT_SECONDS = env.float("RELAY_REPLY_TIMEOUT_SECONDS", default=6
 # Live calls' turns reach the database together, at most this long after they happen
 # (calls/store/recorder.py: fewer, bigger batches leave the event loop the GIL).
 RELAY_WRITE_BATCH_SECONDS = env.float("RELAY_WRITE_BATCH_SECONDS", default=0.1)
-# Media Streams: the calls' VAD windows are scored together (calls/media/vad.py: BatchedVad). 0
-# scores what is queued at once, so a batch is whatever arrived while the previous run ran; more
-# waits to gather bigger batches, at that cost in barge-in latency.
-MEDIA_VAD_TICK_MS = env.float("MEDIA_VAD_TICK_MS", default=0.0)
+# Media Streams: the calls' VAD windows are scored together, one ONNX run per tick
+# (calls/media/vad.py: BatchedVad). 10 ms costs a barge-in at most that much; at 100 calls, 0
+# (a run for whatever is queued at once) spent the process on thread hops and fell seconds behind.
+MEDIA_VAD_TICK_MS = env.float("MEDIA_VAD_TICK_MS", default=10.0)
 
 # --- Applications ---------------------------------------------------------------------------
 # daphne's app makes `manage.py runserver` serve ASGI, websockets included. It loads Twisted (26 MB

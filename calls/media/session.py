@@ -33,7 +33,6 @@ from calls.models import Call
 logger = logging.getLogger(__name__)
 
 MAX_BACKLOG_FRAMES = 250  # 5 s of caller audio waiting for the VAD: the server is far behind
-VAD_TIMEOUT = 5.0  # seconds: a VAD run that never answers must not stall the call's listening
 PREROLL_FRAMES = 15  # 300 ms of audio before speech was detected, so its first sound is transcribed
 END_PLAYBACK_TIMEOUT = 15.0  # seconds to let a goodbye finish playing before the socket closes
 
@@ -140,8 +139,8 @@ class MediaCall:
                 continue
             for ulaw, at, futures in scored:
                 try:
-                    async with asyncio.timeout(VAD_TIMEOUT):
-                        probabilities = [await future for future in futures]
+                    # Every window is answered, with its error if a run fails (BatchedVad._tick).
+                    probabilities = [await future for future in futures]
                     await self._heard_frame(ulaw, at, probabilities)
                 except Exception:  # one bad frame or failed step must not deafen the call
                     logger.exception("stream %s: caller audio failed", self.stream_sid)
