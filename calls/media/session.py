@@ -71,8 +71,8 @@ class MediaCall:
 
     # --- the call's start ------------------------------------------------------------------------
     async def start(self, start: Start) -> None:
-        if self.stream_sid:
-            logger.warning("stream %s: a second start ignored", self.stream_sid)
+        if self.stream_sid or self.closed:
+            logger.warning("stream %s: start ignored (a second one, or after stop)", start.stream_sid)
             return
         await _check_call(start)
         self.stream_sid = start.stream_sid
