@@ -19,6 +19,7 @@ class MediaStreamConsumer(TwilioSocketConsumer):
 
         self.call = MediaCall(self._send_text, self._hang_up)
         self.refused = 0  # frames dropped as unusable: counted, logged at debug past the first few
+        self.gone = False  # the socket closed: nothing more is sent
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -59,8 +60,14 @@ class MediaStreamConsumer(TwilioSocketConsumer):
             await call.close()
 
     async def _send_text(self, text: str) -> None:
-        # Straight to the ASGI server: fifty audio frames a second per call come through here.
-        await self.base_send({"type": "websocket.send", "text": text})
+        # Straight to the ASGI server: the agent's audio comes through here.
+        if self.gone:
+            return
+        try:
+            await self.base_send({"type": "websocket.send", "text": text})
+        except Exception as exc:  # the caller hung up under a send (uvicorn: ClientDisconnected)
+            self.gone = True
+            logger.info("media socket gone while sending: %r", exc)
 
     async def _hang_up(self) -> None:
         await self.close()

@@ -152,12 +152,16 @@ class MediaCall:
         self._preroll.append(ulaw)
         was_in_speech = self.detector.in_speech
         speech_starts = self.detector.settings.start_threshold
+        speech_ends = self.detector.settings.end_threshold
         for probability in probabilities:
-            if probability > speech_starts:
-                if self.last_speech_frame_at is None or self._quiet:
-                    self.speech_onset_at = arrived_at
-                self.last_speech_frame_at, self._quiet = arrived_at, False
-            elif probability < self.detector.settings.end_threshold:
+            # For the latency lines: speech begins above the start threshold after a quiet
+            # stretch, and its last frame is the last one not yet below the end threshold (the
+            # end-of-turn silence counts from the next window).
+            if probability > speech_starts and self._quiet:
+                self.speech_onset_at, self._quiet = arrived_at, False
+            if probability >= speech_ends:
+                self.last_speech_frame_at = arrived_at
+            else:
                 self._quiet = True
             event = self.detector.observe(probability, agent_speaking=self.speaker.speaking)
             if event is TurnEvent.BARGE_IN:
