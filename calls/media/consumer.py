@@ -36,7 +36,7 @@ class MediaStreamConsumer(TwilioSocketConsumer):
             # One event failing must not end the call; a call we could not bind cannot go on.
             logger.exception("media event %s failed", type(event).__name__)
             if isinstance(event, Start):
-                await self.close(code=1011)
+                await self._hang_up(code=1011)
 
     async def dispatch_event(self, event: object) -> None:
         call = self.call
@@ -69,5 +69,11 @@ class MediaStreamConsumer(TwilioSocketConsumer):
             self.gone = True
             logger.info("media socket gone while sending: %r", exc)
 
-    async def _hang_up(self) -> None:
-        await self.close()
+    async def _hang_up(self, code: int | None = None) -> None:
+        if self.gone:
+            return
+        try:
+            await self.close(code=code)
+        except Exception as exc:  # the caller went first
+            self.gone = True
+            logger.info("media socket gone before our close: %r", exc)

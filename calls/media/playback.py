@@ -104,8 +104,11 @@ class PlaybackLedger:
         return names
 
     def new_utterance(self) -> None:
-        """The next chunks belong to another reply: what was played before is not its text."""
+        """The next chunks belong to another reply: what was played before is not its text, nor is
+        what the previous reply still has queued at Twilio when its echoes come."""
         self._played = []
+        for segment in self._pending:
+            segment.text = ""
 
 
 def _words_prefix(text: str, fraction: float) -> str:

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from agents.stt import SpeechToText, SttError
 from agents.tts import TextToSpeech
 from calls.engine.conversation import Conversation
+from calls.engine.heard import Heard
 from calls.media import providers
 from calls.media.audio import PhoneToStt, ulaw_to_pcm16
 from calls.media.speaker import Speaker
@@ -58,8 +59,12 @@ class MediaCall:
         self._turn_tasks: set[asyncio.Task] = set()
         self._stt_down = False
         self._turn_lock = asyncio.Lock()
-        self._committing = False
-        self._held: list[bytes] = []
+        self._cut_at: Heard | None = None  # a barge-in's heard text, until the engine has it
+        self._speaking_for: object = None  # the engine's generation the speaker's words belong to
+        # Turns whose commit has not returned yet, and the speech that followed each of them,
+        # held back until it has (one list per pending commit, oldest first).
+        self._commits_pending = 0
+        self._held: list[list[bytes]] = []
         self._ending: asyncio.Task | None = None
         self.closed = False
         # When the frames that mattered arrived, for the latency lines in the log (bench/media_load.py).
@@ -168,12 +173,13 @@ class MediaCall:
                 await self.barge_in()
             elif event is TurnEvent.END_OF_TURN:
                 await self._transcribe(was_in_speech)
-                self._committing = True  # the next speech waits until this turn's text is in
+                self._commits_pending += 1  # the next speech waits until this turn's text is in
+                self._held.append([])
                 self._spawn(self._end_of_turn())
                 return
             elif event is TurnEvent.SPEECH_DISCARDED:
-                if self._committing:
-                    self._held.clear()
+                if self._commits_pending:
+                    self._held[-1].clear()  # only the discarded stretch
                 else:
                     await self._stt_call(self.stt.clear())
                 return
@@ -188,8 +194,8 @@ class MediaCall:
             self.to_stt.reset()  # a new stretch of speech: no tail of the previous one
             audio = b"".join(self._preroll)
         pcm = self.to_stt.process(audio)
-        if self._committing:
-            self._held.append(pcm)  # sent once the previous turn's commit has its text
+        if self._commits_pending:
+            self._held[-1].append(pcm)  # sent once the turns before it have their text
         else:
             await self._stt_call(self.stt.send_audio(pcm))
 
@@ -208,9 +214,8 @@ class MediaCall:
             try:
                 text = await self._commit()
             finally:
-                self._committing = False
-                held, self._held = self._held, []
-                for pcm in held:
+                self._commits_pending -= 1
+                for pcm in self._held.pop(0):
                     await self._stt_call(self.stt.send_audio(pcm))
             if text is None:
                 await self.conversation.speak(self.conversation.persona.fallback_line)
@@ -254,12 +259,13 @@ class MediaCall:
             )
 
     async def _stop_speaking(self) -> None:
-        heard = self.speaker.ledger.heard()
-        await self.speaker.interrupt()
+        heard = self._cut_at = self.speaker.ledger.heard()
         try:
+            await self.speaker.interrupt()
             await self.conversation.interrupt(heard=heard)
         finally:
             self.speaker.unmute()
+        self._cut_at = None
         logger.info("stream %s: barge-in; the caller heard %r", self.stream_sid, heard.text[-60:])
 
     def mark(self, name: str) -> None:
@@ -271,6 +277,12 @@ class MediaCall:
 
     # --- the engine's output (ConversationOutput) ------------------------------------------------
     async def send_token(self, token: str, last: bool) -> None:
+        generation = self.conversation.generation
+        if generation is not self._speaking_for:
+            # A new reply while the last one never finished (the engine cut it for the time limit
+            # or a keypad entry): close that one, so this one starts its own phrases and heard text.
+            self._speaking_for = generation
+            self.speaker.finish()
         if token:
             self.speaker.say(token)
         if last:
@@ -287,6 +299,7 @@ class MediaCall:
         its lock, which closing the conversation takes too."""
         self.conversation.recorder.set_metadata("handoff", json.loads(handoff_data))
         self._ending = asyncio.create_task(self._end_after_goodbye(), name=f"end:{self.stream_sid}")
+        self._ending.add_done_callback(_log_failure)
 
     async def _end_after_goodbye(self) -> None:
         await self.speaker.wait_played(END_PLAYBACK_TIMEOUT)
@@ -336,9 +349,12 @@ class MediaCall:
         if self._vad_stream is not None:
             self.vad.close(self._vad_stream)
         try:
-            if self.speaker is not None and self.speaker.speaking and self._ending is None:
+            cut = self._cut_at  # a barge-in the hang-up cut short: its cut still holds
+            if cut is None and self.speaker is not None and self.speaker.speaking and self._ending is None:
                 # Hung up while the agent talked: the turn keeps what was played, as at a barge-in.
-                await self.conversation.interrupt(heard=self.speaker.ledger.heard())
+                cut = self.speaker.ledger.heard()
+            if cut is not None:
+                await self.conversation.interrupt(heard=cut)
         finally:
             try:
                 await self.conversation.close()

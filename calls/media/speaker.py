@@ -118,8 +118,15 @@ class Speaker:
                 await self._send(clear_event(self._stream_sid))
             except Exception as exc:  # a socket closing under us: stop the rest all the same
                 logger.info("stream %s: clear not sent: %r", self._stream_sid, exc)
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            # Waits without taking on the worker's own error, and without swallowing a cancel of
+            # this task (a hang-up during a barge-in must still end the call's listener).
+            try:
                 await worker
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling():
+                    raise  # this task is cancelled too (the call is closing), not just the worker
+            except Exception:
+                pass  # the worker's own failure was logged where it happened
             self._synthesising = False
             self._worker = self._start_worker()
             await self.tts.interrupt()
@@ -170,10 +177,11 @@ class Speaker:
             except (TtsError, TimeoutError) as again:
                 logger.error("stream %s: the fallback voice failed too: %s", self._stream_sid, again)
                 return
-        if sent:
-            name = self.ledger.next_name()
-            await self._send(mark_event(self._stream_sid, name))
-            self.ledger.sent(name, phrase, sent * FRAME_MS)
+        # Marked even when no audio went out (both voices failed): the heard text must stay a
+        # prefix of what was said, so a silent phrase is credited rather than skipped.
+        name = self.ledger.next_name()
+        await self._send(mark_event(self._stream_sid, name))
+        self.ledger.sent(name, phrase, sent * FRAME_MS)
 
     async def _synthesise(self, phrase: str) -> int:
         """Send `phrase`'s audio as it arrives, each provider chunk as one `media` event of whole
