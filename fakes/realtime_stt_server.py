@@ -30,10 +30,12 @@ from http import HTTPStatus
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+from fakes.ws_thread import ThreadedServer
 
 __all__ = ["FakeDeepgram", "FakeRealtimeStt", "SttTurn"]
 
@@ -65,7 +67,7 @@ class ConnectionRecord:
     ws: ServerConnection = field(repr=False)
 
 
-class FakeSttServer:
+class FakeSttServer(ThreadedServer):
     """The thread, loop, records and scripting both fakes share; subclasses speak the protocol."""
 
     name = "STT"
@@ -84,9 +86,7 @@ class FakeSttServer:
         self.invalid: list[str] = []  # client messages the fake refused
         self.held: list[tuple[ServerConnection, list[str]]] = []
         self._changed = threading.Condition()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self.url = ""
 
     # --- scripting ----------------------------------------------------------------------
@@ -222,52 +222,12 @@ class FakeSttServer:
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(5)
 
     # --- lifecycle ----------------------------------------------------------------------
-    def start(self) -> Self:
-        ready = threading.Event()
-
-        async def open_server() -> None:
-            self._server = await serve(
-                self._handle, "127.0.0.1", 0, compression=None, process_request=self._upgrade
-            )
-            port = next(iter(self._server.sockets)).getsockname()[1]
-            self.url = f"ws://127.0.0.1:{port}{self.path}"
-
-        async def cancel_handlers() -> None:
-            # Handlers of connections still open at stop: end them so the loop closes cleanly.
-            pending = asyncio.all_tasks() - {asyncio.current_task()}
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(open_server())
-            ready.set()
-            self._loop.run_forever()
-            self._loop.run_until_complete(cancel_handlers())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=run, name=f"fake-{self.name.lower()}", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError(f"the fake {self.name} server did not start")
-        return self
-
-    def stop(self) -> None:
-        if not self._loop or not self._server:
-            return
-        loop, server = self._loop, self._server
-
-        async def shut() -> None:
-            server.close()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2):
-                    await server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(shut(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        if self._thread:
-            self._thread.join(10)
+    async def serve(self) -> None:
+        self._server = await serve(
+            self._handle, "127.0.0.1", 0, compression=None, process_request=self._upgrade
+        )
+        port = next(iter(self._server.sockets)).getsockname()[1]
+        self.url = f"ws://127.0.0.1:{port}{self.path}"
 
 
 def _json(event: dict) -> str:

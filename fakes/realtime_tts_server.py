@@ -26,13 +26,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+from fakes.ws_thread import ThreadedServer
 
 __all__ = [
     "FakeCartesiaTts",
@@ -120,7 +122,7 @@ class Script:
     fail_after: int = 0  # chunks sent first
 
 
-class FakeTtsServer:
+class FakeTtsServer(ThreadedServer):
     """Serve in a background thread with its own event loop; script syntheses, read records."""
 
     name = "TTS"
@@ -154,9 +156,7 @@ class FakeTtsServer:
         self.holding = threading.Event()  # a synthesis is paused by hold_after
         self._numbers = itertools.count(1)
         self._changed = threading.Condition()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._server: Server | None = None
+        super().__init__()
         self._open: set[ServerConnection] = set()
         self.base_url = ""
 
@@ -316,48 +316,9 @@ class FakeTtsServer:
         self.base_url = f"ws://{host}:{port}"
         return self.base_url
 
-    def start(self) -> Self:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = self._loop = asyncio.new_event_loop()
-            loop.run_until_complete(self.serve())
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                # Finish what is left (handlers of dropped sockets), so nothing is torn down later
-                # by the garbage collector on a closed loop.
-                pending = asyncio.all_tasks(loop)
-                for task in pending:
-                    task.cancel()
-                if pending:
-                    loop.run_until_complete(asyncio.wait(pending, timeout=5))
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name=f"fake-{self.name.lower()}", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError(f"the fake {self.name} server did not start")
-        return self
-
-    def stop(self) -> None:
-        if not self._loop or not self._server:
-            return
-        loop, server = self._loop, self._server
+    def before_stop(self) -> None:
         while self._holds:
             self.release()
-
-        async def shut() -> None:
-            server.close()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5):
-                    await server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(shut(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        if self._thread:
-            self._thread.join(10)
 
 
 class FakeTogetherTts(FakeTtsServer):

@@ -1,0 +1,70 @@
+"""A fake websocket provider's lifecycle: its server runs on an event loop of its own, in a
+thread, so a test's loop (and the client under test) talk to it over real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from typing import Self
+
+from websockets.asyncio.server import Server
+
+
+class ThreadedServer:
+    """Subclasses set `name` and implement `serve()`, which opens `self._server` on 127.0.0.1."""
+
+    name = "server"
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: Server | None = None
+        self._thread: threading.Thread | None = None
+
+    async def serve(self) -> None:
+        raise NotImplementedError
+
+    def before_stop(self) -> None:
+        """Let go of anything a handler waits on (held replies), so the server can close."""
+
+    def start(self) -> Self:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = self._loop = asyncio.new_event_loop()
+            loop.run_until_complete(self.serve())
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                # Finish the handlers of connections still open, so nothing is torn down later by
+                # the garbage collector on a closed loop.
+                pending = asyncio.all_tasks(loop)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    loop.run_until_complete(asyncio.wait(pending, timeout=5))
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name=f"fake-{self.name.lower()}", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError(f"the fake {self.name} server did not start")
+        return self
+
+    def stop(self) -> None:
+        if not self._loop or not self._server:
+            return
+        loop, server = self._loop, self._server
+        self.before_stop()
+
+        async def shut() -> None:
+            server.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(shut(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread:
+            self._thread.join(10)
