@@ -46,7 +46,8 @@ class MediaStreamConsumer(TwilioSocketConsumer):
             case Mark(name=name):
                 call.mark(name)
             case Start():
-                await call.start(event)
+                if not await call.start(event):
+                    await self._hang_up(code=1008)  # policy: not a call we put through
             case Dtmf(digit=digit):
                 await call.dtmf(digit)
             case Stop():

@@ -39,6 +39,8 @@ END_PLAYBACK_TIMEOUT = 15.0  # seconds to let a goodbye finish playing before th
 
 
 class MediaCall:
+    """The transport side of one stream; its `conversation` is the engine every transport shares."""
+
     def __init__(
         self, send: Callable[[str], Awaitable[None]], hang_up: Callable[[], Awaitable[None]]
     ) -> None:
@@ -75,11 +77,13 @@ class MediaCall:
         self.committed_at: float | None = None
 
     # --- the call's start ------------------------------------------------------------------------
-    async def start(self, start: Start) -> None:
+    async def start(self, start: Start) -> bool:
+        """Bind to the call and greet the caller; False when the stream names no call of ours."""
         if self.stream_sid or self.closed:
             logger.warning("stream %s: start ignored (a second one, or after stop)", start.stream_sid)
-            return
-        await _check_call(start)
+            return True
+        if not await _call_is_ours(start):
+            return False
         self.stream_sid = start.stream_sid
         await self.conversation.setup(start.call)
         persona = self.conversation.persona
@@ -97,6 +101,7 @@ class MediaCall:
             self.speaker.say(turns[0].text)
             self.speaker.finish()
         self._listener = asyncio.create_task(self._listen(), name=f"listen:{self.stream_sid}")
+        return True
 
     async def _start_stt(self) -> None:
         try:
@@ -266,7 +271,7 @@ class MediaCall:
         finally:
             self.speaker.unmute()
         self._cut_at = None
-        logger.info("stream %s: barge-in; the caller heard %r", self.stream_sid, heard.text[-60:])
+        logger.info("stream %s: agent stopped; the caller heard %r", self.stream_sid, heard.text[-60:])
 
     def mark(self, name: str) -> None:
         if self.speaker is not None:
@@ -366,7 +371,7 @@ class MediaCall:
                         await self.stt.close()
 
 
-async def _check_call(start: Start) -> None:
+async def _call_is_ours(start: Start) -> bool:
     """A stream belongs to a call our voice webhook answered (its `call_id` parameter names it)
     that has not ended: the handshake's signature is the same for every call, so a replayed
     socket must not create calls or reopen old ones."""
@@ -378,13 +383,10 @@ async def _check_call(start: Start) -> None:
         ).aexists()
     )
     if not exists:
-        raise RefusedStream(
-            f"stream {start.stream_sid}: no live call {start.call.call_sid} with id {call_id!r}"
+        logger.warning(
+            "stream %s refused: no live call %s with id %r", start.stream_sid, start.call.call_sid, call_id
         )
-
-
-class RefusedStream(Exception):
-    """A `start` for a call we did not put through, or one that is over."""
+    return exists
 
 
 def _log_failure(task: asyncio.Task) -> None:

@@ -158,5 +158,5 @@ async def test_a_stream_for_a_call_we_did_not_answer_is_refused(twilio_post, sig
     assert connected  # the handshake is signed: a replay of a real one would be
     await MediaClient(communicator).start({"call_id": "999"})
     closed = await communicator.receive_output(5)
-    assert closed == {"type": "websocket.close", "code": 1011}
+    assert closed == {"type": "websocket.close", "code": 1008}  # policy violation: not our call
     assert not await Call.objects.filter(call_sid=CALL_SID).aexists()  # no call was made up
