@@ -98,10 +98,19 @@ async def one_call(n: int, args: argparse.Namespace, base: str, results: list, e
         errors[f"closed by the server ({caller.stats.close_code})"] += 1
 
 
-async def sample(server: psutil.Process, done: asyncio.Event, rss: list[int]) -> None:
+def server_processes(server: psutil.Process) -> list[psutil.Process]:
+    """The server and, with --workers, the worker processes uvicorn runs under it."""
+    return [server, *server.children(recursive=True)]
+
+
+def tree_rss(processes: list[psutil.Process]) -> int:
+    return sum(p.memory_info().rss for p in processes)
+
+
+async def sample(server: list[psutil.Process], done: asyncio.Event, rss: list[int]) -> None:
     while not done.is_set():
         try:
-            rss.append(server.memory_info().rss)
+            rss.append(tree_rss(server))
         except psutil.NoSuchProcess:
             return
         await asyncio.sleep(0.1)
@@ -120,9 +129,10 @@ async def load(args: argparse.Namespace, base: str, pids: dict[str, int]) -> dic
     processes = {name: psutil.Process(pid) for name, pid in pids.items()} | {
         "load generator": psutil.Process()
     }
-    server = processes["server"]
+    server = server_processes(processes.pop("server"))
     before = {name: cpu_seconds(p) for name, p in processes.items()}
-    rss_before = server.memory_info().rss
+    server_before = [cpu_seconds(p) for p in server]
+    rss_before = tree_rss(server)
     rss = [rss_before]
     done = asyncio.Event()
     sampler = asyncio.create_task(sample(server, done, rss))
@@ -138,6 +148,7 @@ async def load(args: argparse.Namespace, base: str, pids: dict[str, int]) -> dic
         errors["cut by the run's time bound"] += len(late)
     elapsed = time.monotonic() - started
     cpu = {name: cpu_seconds(p) - before[name] for name, p in processes.items()}
+    cpu["server"] = sum(cpu_seconds(p) - b for p, b in zip(server, server_before, strict=True))
     done.set()
     await sampler
     return summarise(args, results, errors, elapsed, cpu, rss_before, max(rss), warm[0], warm_ms)
@@ -264,6 +275,7 @@ def run(args: argparse.Namespace) -> dict:
         *(sys.executable, "-m", "uvicorn", "voiceproject.asgi:application"),
         *("--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--lifespan", "off"),
         *("--ws", "websockets-sansio", "--loop", "uvloop", "--http", "httptools"),
+        *(("--workers", str(args.workers)) if args.workers > 1 else ()),
     ]
     log = tempfile.NamedTemporaryFile("w", prefix="bench-media-", suffix=".log", delete=False)  # noqa: SIM115
     children: list[subprocess.Popen] = []
@@ -355,6 +367,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=200, help="concurrent calls")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long each call lasts")
     parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which calls start")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes (1: the issue's one)"
+    )
     parser.add_argument("--barge-every", type=int, default=2, help="every Nth call barges in (0: none)")
     parser.add_argument("--ttft", type=float, default=0.3, help="the fake model's seconds to first token")
     parser.add_argument("--rate", type=float, default=25.0, help="the fake model's tokens a second")
