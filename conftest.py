@@ -1,5 +1,5 @@
-"""Fixtures shared by every app's tests: personas, the fake provider servers, replies to stream
-into, signed requests."""
+"""Fixtures shared by every app's tests: personas, the fake provider servers (models, speech-to-
+text, text-to-speech), replies to stream into, signed requests."""
 
 from __future__ import annotations
 
@@ -17,9 +17,13 @@ from twilio.request_validator import RequestValidator
 
 from agents import directory
 from agents.models import Persona
+from agents.tts.cartesia import CartesiaTts
+from agents.tts.together import TogetherTts
 from calls.engine.reply import ReplyStream
 from fakes.anthropic_server import FakeAnthropic
 from fakes.openai_server import FakeOpenAI
+from fakes.realtime_stt_server import FakeDeepgram, FakeRealtimeStt
+from fakes.realtime_tts_server import TEST_TIMEOUTS, TTS_TEST_KEY, FakeCartesiaTts, FakeTogetherTts
 from voiceproject.celery import app as celery_app
 
 TWILIO_TEST_TOKEN = "test-twilio-auth-token"
@@ -102,6 +106,53 @@ def fake_openai(settings) -> Iterator[FakeOpenAI]:
     settings.OPENAI_BASE_URL = fake.base_url
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def fake_stt() -> Iterator[FakeRealtimeStt]:
+    """A fake Together realtime speech-to-text server; point a client at `fake_stt.url`."""
+    fake = FakeRealtimeStt().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_deepgram() -> Iterator[FakeDeepgram]:
+    """A fake Deepgram live server; point a client at `fake_deepgram.url`."""
+    fake = FakeDeepgram().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_together() -> Iterator[FakeTogetherTts]:
+    """A fake Together speech websocket that wants TTS_TEST_KEY."""
+    fake = FakeTogetherTts(api_key=TTS_TEST_KEY).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+async def together_tts(fake_together: FakeTogetherTts) -> AsyncIterator[TogetherTts]:
+    """The real Together client on the fake; a short done-grace keeps tests quick."""
+    tts = TogetherTts(api_key=TTS_TEST_KEY, base_url=fake_together.base_url, done_grace=0.05, **TEST_TIMEOUTS)
+    yield tts
+    await tts.close()
+
+
+@pytest.fixture
+def fake_cartesia() -> Iterator[FakeCartesiaTts]:
+    """A fake Cartesia speech websocket that wants TTS_TEST_KEY."""
+    fake = FakeCartesiaTts(api_key=TTS_TEST_KEY).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+async def cartesia_tts(fake_cartesia: FakeCartesiaTts) -> AsyncIterator[CartesiaTts]:
+    tts = CartesiaTts(api_key=TTS_TEST_KEY, base_url=fake_cartesia.base_url, **TEST_TIMEOUTS)
+    yield tts
+    await tts.close()
 
 
 @pytest.fixture

@@ -36,7 +36,14 @@ from websockets.http11 import Request, Response
 
 from fakes.ws_thread import ThreadedServer
 
+# The key the fakes want in tests, and short client waits: a fake answers in milliseconds, and a
+# test of a failure must not take seconds.
+TTS_TEST_KEY = "test-tts-key"
+TEST_TIMEOUTS = {"open_timeout": 5.0, "idle_timeout": 3.0, "send_timeout": 2.0}
+
 __all__ = [
+    "TEST_TIMEOUTS",
+    "TTS_TEST_KEY",
     "FakeCartesiaTts",
     "FakeTogetherTts",
     "Synthesis",

@@ -1,31 +1,14 @@
-"""Fixtures for the speech-to-text tests: fake providers on loopback and a way to follow a
-recogniser's text as it changes."""
+"""The speech-to-text tests' way to follow a recogniser's text as it changes (the fake servers
+are the root conftest's)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from agents.stt.base import WebSocketStt
-from fakes.realtime_stt_server import FakeDeepgram, FakeRealtimeStt
-
-
-@pytest.fixture
-def fake_stt() -> Iterator[FakeRealtimeStt]:
-    """A started fake Together realtime STT server; point a client at `fake_stt.url`."""
-    fake = FakeRealtimeStt().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def fake_deepgram() -> Iterator[FakeDeepgram]:
-    """A started fake Deepgram live server; point a client at `fake_deepgram.url`."""
-    fake = FakeDeepgram().start()
-    yield fake
-    fake.stop()
 
 
 class TextWatch:

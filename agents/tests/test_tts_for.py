@@ -13,7 +13,6 @@ from agents.tts.demo import DemoTts
 from agents.tts.together import TogetherTts
 
 # The fake servers' fixtures (fake_together, together_tts, fake_cartesia, cartesia_tts).
-pytest_plugins = ["fakes.tts_fixtures"]
 
 
 def test_together_with_a_key():

@@ -10,12 +10,9 @@ import pytest
 
 from agents.tts.base import TtsError
 from agents.tts.together import TogetherTts
-from fakes.realtime_tts_server import FakeTogetherTts, audio_positions, audio_tags
+from fakes.realtime_tts_server import TEST_TIMEOUTS, FakeTogetherTts, audio_positions, audio_tags
 
 # The fake servers' fixtures (fake_together, together_tts, fake_cartesia, cartesia_tts).
-pytest_plugins = ["fakes.tts_fixtures"]
-
-TEST_TIMEOUTS = {"open_timeout": 5.0, "idle_timeout": 3.0, "send_timeout": 2.0}
 
 
 async def collect(stream: AsyncIterator[bytes], timeout: float = 5) -> list[bytes]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -13,33 +13,23 @@ from channels.testing import WebsocketCommunicator
 
 from agents.models import Persona
 from calls.models import Turn
-from fakes.realtime_stt_server import FakeRealtimeStt
-from fakes.realtime_tts_server import FakeTogetherTts
+from fakes.realtime_tts_server import TTS_TEST_KEY, FakeTogetherTts
 
 CALL_SID = "CA" + "m" * 32
 STREAM_SID = "MZ" + "1" * 32
 GREETING = "Hello, how can I help?"
 SILENCE = b"\xff" * 160  # mu-law zero
-TTS_KEY = "test-tts-key"
 
 
 @pytest.fixture
-def fake_stt() -> Iterator[FakeRealtimeStt]:
-    fake = FakeRealtimeStt().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def fake_tts() -> Iterator[FakeTogetherTts]:
-    fake = FakeTogetherTts(api_key=TTS_KEY).start()
-    yield fake
-    fake.stop()
+def fake_tts(fake_together: FakeTogetherTts) -> FakeTogetherTts:
+    """The Media Streams persona's voice: the fake Together speech server."""
+    return fake_together
 
 
 @pytest.fixture
 def media_persona(default_persona, fake_anthropic, fake_stt, fake_tts, settings) -> Persona:
-    settings.TOGETHER_API_KEY = TTS_KEY
+    settings.TOGETHER_API_KEY = TTS_TEST_KEY
     default_persona.transport = Persona.Transport.MEDIA
     default_persona.welcome_greeting = GREETING
     default_persona.stt_base_url = fake_stt.url
