@@ -1,21 +1,32 @@
 """What both Twilio websockets (ConversationRelay, Media Streams) share: a handshake refused
-unless Twilio signed it, one await per frame, no channel layer, and a hang-up that leaves the
-shared database connection alone."""
+unless Twilio signed it, one await per frame, no channel layer, unusable frames counted and
+dropped, and a hang-up that leaves the shared database connection alone. A consumer names how
+its frames parse (`parse`), what each one does (`dispatch_frame`) and which one binds the call."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from calls.frames import FrameError
 from calls.webhooks.signatures import handshake_signature_is_valid
+
+logger = logging.getLogger(__name__)
+
+REFUSALS_LOGGED = 3  # bad frames logged at WARNING per socket; a flood goes on at DEBUG, counted
 
 
 class TwilioSocketConsumer(AsyncWebsocketConsumer):
     # These sockets talk to Twilio only: no groups, so no channel-layer round trips per call.
     channel_layer_alias = "__none__"
+    label = "twilio"  # in log lines: "relay frame ignored", "media frame ignored"
+    binding_frame: type = type(None)  # the frame that binds the call: if it fails, the call cannot go on
+    refused = 0  # frames dropped as unusable on this socket
+    gone = False  # the socket closed under us: nothing more is sent
 
     async def __call__(
         self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]
@@ -52,6 +63,40 @@ class TwilioSocketConsumer(AsyncWebsocketConsumer):
 
     def opened(self) -> None:
         """The handshake was signed: set up what the call needs."""
+
+    def parse(self, raw: str | bytes | None) -> object:
+        raise NotImplementedError
+
+    async def dispatch_frame(self, frame: object) -> None:
+        raise NotImplementedError
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            frame = self.parse(text_data if text_data is not None else bytes_data)
+        except FrameError as exc:
+            # Dropped: answering with an error frame would itself be a protocol error.
+            self.refused += 1
+            level = logging.WARNING if self.refused <= REFUSALS_LOGGED else logging.DEBUG
+            logger.log(level, "%s frame ignored (%s so far): %s", self.label, self.refused, exc)
+            return
+        try:
+            await self.dispatch_frame(frame)
+        except Exception:
+            # A failure handling one frame must not end the call, but a call we could not bind
+            # cannot go on: closing lets Twilio's <Connect action> retry or apologise.
+            logger.exception("%s frame %s failed", self.label, type(frame).__name__)
+            if isinstance(frame, self.binding_frame):
+                await self.hang_up(code=1011)
+
+    async def hang_up(self, code: int | None = None) -> None:
+        """Close the socket, unless the caller already did (then there is nobody to tell)."""
+        if self.gone:
+            return
+        try:
+            await self.close(code=code)
+        except Exception as exc:
+            self.gone = True
+            logger.info("%s socket gone before our close: %r", self.label, exc)
 
     async def websocket_disconnect(self, message: dict) -> None:
         # Channels would then close "old" database connections on the database thread that every

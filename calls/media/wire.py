@@ -12,14 +12,9 @@ import json
 from dataclasses import dataclass
 
 from calls.engine.events import CallStart
+from calls.frames import FrameError, parse_json_frame
 
-# A 20 ms frame is 216 base64 characters; Twilio's own sample sends a second (10,668) at once.
-MAX_FRAME_CHARS = 64 * 1024
 MAX_PAYLOAD_BYTES = 16_000  # two seconds of mu-law in one event is already far from Twilio's 20 ms
-
-
-class FrameError(ValueError):
-    """An event we cannot use; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,23 +124,9 @@ PARSERS = {
 
 
 def parse_event(raw: str | bytes | None) -> Event:
-    if raw is None:
-        raise FrameError("empty frame")
     if isinstance(raw, bytes):
         raise FrameError("binary frame: Twilio sends JSON text")
-    if len(raw) > MAX_FRAME_CHARS:
-        raise FrameError(f"frame of {len(raw)} characters is over the {MAX_FRAME_CHARS} limit")
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise FrameError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise FrameError(f"not a JSON object but {type(data).__name__}")
-    kind = data.get("event")
-    parser = PARSERS.get(kind) if isinstance(kind, str) else None
-    if parser is None:
-        raise FrameError(f"unknown event {str(kind)[:40]!r}")
-    return parser(data)
+    return parse_json_frame(raw, "event", PARSERS)
 
 
 # Outgoing events: exactly the documented keys (anything else is Twilio error 31951).

@@ -9,7 +9,6 @@ from calls.engine.conversation import Conversation
 from calls.engine.events import CallStart
 from calls.relay.wire import (
     Dtmf,
-    FrameError,
     Info,
     Interrupt,
     Prompt,
@@ -25,24 +24,14 @@ logger = logging.getLogger(__name__)
 
 
 class RelayConsumer(TwilioSocketConsumer):
+    label = "relay"
+    binding_frame = CallStart
+
     def opened(self) -> None:
         self.conversation = Conversation(self)
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        try:
-            frame = parse_frame(text_data if text_data is not None else bytes_data)
-        except FrameError as exc:
-            # Logged and dropped; answering with an error frame would itself be a protocol error.
-            logger.warning("relay frame ignored: %s", exc)
-            return
-        try:
-            await self.dispatch_frame(frame)
-        except Exception:
-            # A failure handling one frame must not end the call, but a call we could not bind
-            # (setup failed) cannot go on: closing lets Twilio's <Connect action> retry or apologise.
-            logger.exception("relay frame %s failed", type(frame).__name__)
-            if isinstance(frame, CallStart):
-                await self.close(code=1011)
+    def parse(self, raw: str | bytes | None) -> object:
+        return parse_frame(raw)
 
     async def dispatch_frame(self, frame: object) -> None:
         conversation = self.conversation

@@ -10,12 +10,7 @@ import json
 from dataclasses import dataclass
 
 from calls.engine.events import CallStart
-
-MAX_FRAME_CHARS = 64 * 1024  # a transcript line is far shorter; anything bigger is not Twilio
-
-
-class FrameError(ValueError):
-    """A frame we cannot use; the message says why."""
+from calls.frames import FrameError, parse_json_frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,23 +101,7 @@ PARSERS = {
 
 
 def parse_frame(raw: str | bytes | None) -> Frame:
-    if raw is None:
-        raise FrameError("empty frame")
-    if len(raw) > MAX_FRAME_CHARS:
-        raise FrameError(f"frame of {len(raw)} characters is over the {MAX_FRAME_CHARS} limit")
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FrameError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise FrameError(f"not a JSON object but {type(data).__name__}")
-    kind = data.get("type")
-    if not isinstance(kind, str) or not kind:
-        raise FrameError("no type")
-    parser = PARSERS.get(kind)
-    if parser is None:
-        raise FrameError(f"unknown type {kind[:40]!r}")
-    return parser(data)
+    return parse_json_frame(raw, "type", PARSERS)
 
 
 # Outgoing frames. Tokens go out thousands of times a second under load: format them directly.
