@@ -19,8 +19,6 @@ a barge-in needs no reconnect here.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from typing import Any
 
@@ -93,13 +91,7 @@ class CartesiaTts(WebSocketTts):
         if job is None or context != job.id:
             return  # a cancelled or finished context's late messages
         if kind == "chunk":
-            try:
-                audio = base64.b64decode(message.get("data") or "", validate=True)
-            except (binascii.Error, ValueError):
-                self.fail("audio chunk is not base64")
-                return
-            if audio:
-                self.deliver(audio)
+            self.deliver_base64(message.get("data"), "audio chunk")
         elif kind == "error":
             # One context failed; the connection itself is fine for the next text.
             self.deliver(TtsError(f"{self.name}: {_error_message(message)}"))

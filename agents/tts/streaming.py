@@ -9,6 +9,8 @@ that start and cancel a text, and `route` for what the server sends.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import logging
@@ -224,6 +226,16 @@ class WebSocketTts:
         if (item is DONE and not self.done_grace) or isinstance(item, TtsError):
             job.over = True
         job.events.put_nowait(item)
+
+    def deliver_base64(self, data: str | None, what: str) -> None:
+        """For `route`: audio the provider sent as base64 (the connection fails if it is not)."""
+        try:
+            audio = base64.b64decode(data or "", validate=True)
+        except (binascii.Error, ValueError):
+            self.fail(f"{what} is not base64")
+            return
+        if audio:
+            self.deliver(audio)
 
     def fail(self, message: str) -> None:
         """For `route`: the provider reported an error; the current text fails and the next one

@@ -26,8 +26,6 @@ Two gaps in the protocol shape this client:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from typing import Any
 from urllib.parse import urlencode
@@ -117,13 +115,7 @@ class TogetherTts(WebSocketTts):
         if kind == "conversation.item.audio_output.delta":
             if item_id and item_id not in self._items and self._job is not None:
                 self._items[item_id] = self._job
-            try:
-                audio = base64.b64decode(message.get("delta") or "", validate=True)
-            except (binascii.Error, ValueError):
-                self.fail("audio delta is not base64")
-                return
-            if audio:
-                self.deliver(audio)
+            self.deliver_base64(message.get("delta"), "audio delta")
         elif kind == "conversation.item.audio_output.done":
             owner = self._items.get(item_id)
             if owner is None or owner is self._job:
