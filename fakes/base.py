@@ -16,9 +16,10 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Self
 
 from aiohttp import web
+
+from fakes.threaded import ThreadedServer
 
 
 @dataclass
@@ -54,6 +55,7 @@ class StreamRecord:
     completed: bool = False
     closed_early: bool = False
     ended: threading.Event = field(default_factory=threading.Event)
+    held: bool = False  # paused by FakeReply.hold_after, waiting for the client to hang up
 
     async def wait_ended(self, timeout: float = 5.0) -> StreamRecord:
         if not await asyncio.to_thread(self.ended.wait, timeout):
@@ -61,7 +63,7 @@ class StreamRecord:
         return self
 
 
-class FakeProviderServer:
+class FakeProviderServer(ThreadedServer):
     """Serve in a background thread with its own event loop; queue replies, read records."""
 
     name = "provider"  # in messages and the thread's name
@@ -80,8 +82,7 @@ class FakeProviderServer:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._request_seen = threading.Condition(self._lock)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -106,6 +107,25 @@ class FakeProviderServer:
             self.peers.clear()
             self.streams.clear()
             self.default = default or self._initial_default
+
+    async def _hold(self, record: StreamRecord) -> None:
+        with self._request_seen:
+            record.held = True
+            self._request_seen.notify_all()
+        await asyncio.Event().wait()  # until the client hangs up
+
+    async def wait_held(self, index: int = 0, timeout: float = 5.0) -> StreamRecord:
+        """Until stream `index` has sent its tokens up to `hold_after` and holds."""
+
+        def wait() -> bool:
+            with self._request_seen:
+                return self._request_seen.wait_for(
+                    lambda: len(self.streams) > index and self.streams[index].held, timeout
+                )
+
+        if not await asyncio.to_thread(wait):
+            raise TimeoutError(f"the fake {self.name} server's stream {index} did not hold")
+        return self.streams[index]
 
     async def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[dict]:
         def wait() -> bool:
@@ -202,13 +222,13 @@ class FakeProviderServer:
                     await response.write(self.error_event(head))
                     return response
                 if n == reply.hold_after:
-                    await asyncio.Event().wait()  # until the client hangs up
+                    await self._hold(record)
                 if n and interval:
                     await asyncio.sleep(interval)
                 await response.write(self.token_event(head, token))
                 record.tokens_sent += 1
             if reply.hold_after is not None and reply.hold_after >= len(reply.tokens):
-                await asyncio.Event().wait()
+                await self._hold(record)
             for event in self.closing_events(head, reply, record.tokens_sent):
                 await response.write(event)
             # Everything was sent: a client closing right after the last event is not an early close.
@@ -235,29 +255,9 @@ class FakeProviderServer:
         self.url = f"http://{host}:{sockets[0].getsockname()[1]}"
         return self.url
 
-    def start(self) -> Self:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self.serve())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name=f"fake-{self.name.lower()}", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError(f"the fake {self.name} server did not start")
-        return self
-
-    def stop(self) -> None:
-        if not self._loop:
-            return
-        loop = self._loop
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(10)  # type: ignore[union-attr]
-        loop.call_soon_threadsafe(loop.stop)
-        if self._thread:
-            self._thread.join(10)
+    async def shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
 
 
 # --- command line -----------------------------------------------------------------------

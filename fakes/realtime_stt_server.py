@@ -35,7 +35,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from fakes.ws_thread import ThreadedServer
+from fakes.threaded import ThreadedServer
 
 __all__ = ["FakeDeepgram", "FakeRealtimeStt", "SttTurn"]
 

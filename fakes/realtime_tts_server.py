@@ -34,7 +34,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from fakes.ws_thread import ThreadedServer
+from fakes.threaded import ThreadedServer
 
 # The key the fakes want in tests, and short client waits: a fake answers in milliseconds, and a
 # test of a failure must not take seconds.

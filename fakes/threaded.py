@@ -1,5 +1,5 @@
-"""A fake websocket provider's lifecycle: its server runs on an event loop of its own, in a
-thread, so a test's loop (and the client under test) talk to it over real loopback sockets."""
+"""A fake provider's lifecycle: its server runs on an event loop of its own, in a thread, so a
+test's loop (and the client under test) talk to it over real loopback sockets."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from websockets.asyncio.server import Server
 
 
 class ThreadedServer:
-    """Subclasses set `name` and implement `serve()`, which opens `self._server` on 127.0.0.1."""
+    """Subclasses set `name` and implement `serve()`, which starts listening on 127.0.0.1; a
+    websockets server kept in `self._server` is closed at `stop()`, anything else by `shutdown()`."""
 
     name = "server"
 
@@ -21,8 +22,17 @@ class ThreadedServer:
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
 
-    async def serve(self) -> None:
+    async def serve(self) -> object:
         raise NotImplementedError
+
+    async def shutdown(self) -> None:
+        """Stop listening and let open connections go (on the server's own loop)."""
+        if self._server is None:
+            return
+        self._server.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await self._server.wait_closed()
 
     def before_stop(self) -> None:
         """Let go of anything a handler waits on (held replies), so the server can close."""
@@ -53,18 +63,11 @@ class ThreadedServer:
         return self
 
     def stop(self) -> None:
-        if not self._loop or not self._server:
+        if not self._loop:
             return
-        loop, server = self._loop, self._server
+        loop = self._loop
         self.before_stop()
-
-        async def shut() -> None:
-            server.close()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5):
-                    await server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(shut(), loop).result(10)
+        asyncio.run_coroutine_threadsafe(self.shutdown(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         if self._thread:
             self._thread.join(10)

@@ -5,7 +5,6 @@ the real provider clients against the fake servers; the test plays Twilio."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import re
@@ -30,14 +29,6 @@ async def stored_call() -> Call:
 
 def errors_from(call: Call, source: str) -> list[dict]:
     return [e for e in call.metadata.get("errors", []) if e.get("source") == source]
-
-
-async def until(predicate, timeout: float = 5.0) -> None:
-    """Bounded wait for a count the fake model server keeps in its own thread, with no event to
-    await (StreamRecord.tokens_sent): checked every 10 ms, a TimeoutError after `timeout`."""
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
 
 
 def server_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -155,8 +146,7 @@ async def test_a_turn_during_processing_is_answered_and_the_unspoken_reply_dropp
     fake_stt.reply_with("Do you have pizza?", "And do you deliver?")
     await media.play(fake_tts, GREETING)
     await media.say(clip("hello"), silence_ms=800)
-    await fake_anthropic.wait_for_requests(1)
-    await until(lambda: fake_anthropic.streams and fake_anthropic.streams[0].tokens_sent == first_tokens)
+    assert (await fake_anthropic.wait_held()).tokens_sent == first_tokens
     assert len(fake_tts.texts) == media.spoken  # nothing of the first reply went to speech
 
     await media.say(clip("hello"), silence_ms=800)  # the caller asks again
