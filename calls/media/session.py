@@ -73,8 +73,6 @@ class MediaCall:
         self._quiet = True
         self.speech_onset_at: float | None = None
         self.last_speech_frame_at: float | None = None
-        self.barge_in_at: float | None = None
-        self.committed_at: float | None = None
 
     # --- the call's start ------------------------------------------------------------------------
     async def start(self, start: Start) -> bool:
@@ -235,12 +233,11 @@ class MediaCall:
 
     async def _commit(self) -> str | None:
         """The turn's transcript; None when speech-to-text failed."""
-        self.committed_at = time.monotonic()
         if self.last_speech_frame_at is not None:
             logger.info(
                 "stream %s: end of turn committed %.0f ms after the last speech frame",
                 self.stream_sid,
-                (self.committed_at - self.last_speech_frame_at) * 1000,
+                (time.monotonic() - self.last_speech_frame_at) * 1000,
             )
         try:
             return await self.stt.commit()
@@ -254,13 +251,13 @@ class MediaCall:
     async def barge_in(self) -> None:
         """The caller talks over the agent: `clear` Twilio's buffer at once, stop synthesis and the
         model, and keep in the transcript only the audio that was played."""
-        self.barge_in_at = time.monotonic()
+        began, now = self.speech_onset_at, time.monotonic()
         await self._stop_speaking()
-        if self.speech_onset_at is not None:
+        if began is not None:
             logger.info(
                 "stream %s: barge-in cleared %.0f ms after the caller's speech began",
                 self.stream_sid,
-                (self.barge_in_at - self.speech_onset_at) * 1000,
+                (now - began) * 1000,
             )
 
     async def _stop_speaking(self) -> None:

@@ -59,7 +59,6 @@ class Speaker:
         self._idle.set()
         self._interrupting = asyncio.Lock()
         self._worker = self._start_worker()
-        self.frames_sent = 0
 
     # --- what the engine says ------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -204,5 +203,4 @@ class Speaker:
             for chunk in frames(tail, MAX_EVENT_BYTES):
                 await self._send(media_event(self._stream_sid, chunk))
             count += len(tail) // FRAME_BYTES
-        self.frames_sent += count
         return count
