@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import threading
 from collections import deque
@@ -284,14 +283,7 @@ def run_cli(server: type[FakeProviderServer], description: str, *, port: int) ->
     fake.peers = _CountingList()
     if args.tagged:
         fake.replies = _TaggedReplies(args.tokens)
-
-    async def run() -> None:
-        await fake.serve(args.host, args.port)
-        print(fake.base_url, flush=True)
-        await asyncio.Event().wait()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    fake.serve_in_foreground(args.host, args.port)
 
 
 class _TaggedReplies(deque):

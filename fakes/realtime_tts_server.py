@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import itertools
 import json
 import threading
@@ -505,14 +504,7 @@ def main() -> None:
     args = parser.parse_args()
     server = FakeTogetherTts if args.vendor == "together" else FakeCartesiaTts
     fake = server(ms_per_char=args.ms_per_char, chunk_ms=args.chunk_ms, chunk_delay=args.chunk_delay)
-
-    async def run() -> None:
-        await fake.serve(args.host, args.port)
-        print(fake.base_url, flush=True)
-        await asyncio.Event().wait()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+    fake.serve_in_foreground(args.host, args.port)
 
 
 if __name__ == "__main__":

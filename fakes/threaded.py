@@ -34,6 +34,17 @@ class ThreadedServer:
             async with asyncio.timeout(5):
                 await self._server.wait_closed()
 
+    def serve_in_foreground(self, host: str, port: int) -> None:
+        """For a benchmark: serve on this thread until interrupted, printing the URL a client takes."""
+
+        async def run() -> None:
+            await self.serve(host, port)  # type: ignore[call-arg]
+            print(self.base_url, flush=True)  # type: ignore[attr-defined]
+            await asyncio.Event().wait()
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run())
+
     def before_stop(self) -> None:
         """Let go of anything a handler waits on (held replies), so the server can close."""
 
