@@ -17,6 +17,8 @@ EXPOSE 8000
 # uvicorn with uvloop, httptools and websockets' sans-I/O implementation: less CPU than daphne
 # and far lower latency under load (README, "Benchmark"). daphne also works:
 #   daphne --bind 0.0.0.0 --port 8000 --proxy-headers voiceproject.asgi:application
+# --ws-max-size is the app's own frame limit (calls/frames.py, MAX_FRAME_CHARS): uvicorn's default
+# of 16 MiB would buffer a whole oversized frame before the app could refuse it.
 CMD ["uvicorn", "voiceproject.asgi:application", "--host", "0.0.0.0", "--port", "8000", \
      "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", \
-     "--no-access-log", "--lifespan", "off"]
+     "--ws-max-size", "65536", "--no-access-log", "--lifespan", "off"]

@@ -8,7 +8,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
 TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	DEBUG=false SECRET_KEY=test-only-not-secret
 
-.PHONY: venv run test lint format bench
+.PHONY: venv run test lint typecheck format bench
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -28,6 +28,10 @@ test: venv
 lint: venv
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
+
+## mypy with the Django plugin, which imports the settings (no database or Redis is reached).
+typecheck: venv
+	@env $(TEST_ENV) .venv/bin/mypy
 
 format: venv
 	@.venv/bin/ruff check --fix .

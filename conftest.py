@@ -4,8 +4,10 @@ text, text-to-speech), replies to stream into, signed requests."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import Any
 
 import pytest
 from asgiref.sync import SyncToAsync
@@ -22,11 +24,21 @@ from agents.tts.together import TogetherTts
 from calls.engine.reply import ReplyStream
 from fakes.anthropic_server import FakeAnthropic
 from fakes.openai_server import FakeOpenAI
+from fakes.outage import OutageProxy
 from fakes.realtime_stt_server import FakeDeepgram, FakeRealtimeStt
 from fakes.realtime_tts_server import TEST_TIMEOUTS, TTS_TEST_KEY, FakeCartesiaTts, FakeTogetherTts
 from voiceproject.celery import app as celery_app
 
 TWILIO_TEST_TOKEN = "test-twilio-auth-token"
+
+pytest_plugins = ["fakes.servers"]  # server_processes: real uvicorn processes on the test database
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The test environment's SECRET_KEY is a throwaway, and the ASGI app the socket tests import
+    refuses to serve with a weak key while DEBUG is off (voiceproject/secret_key.py): this run
+    signs with a strong key of its own."""
+    django_settings.SECRET_KEY = secrets.token_urlsafe(50)
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +49,7 @@ def _fast_password_hashing(settings) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_persona_directory():
     """Flushing a transactional test's tables sends no signals: start each test with an empty cache."""
-    directory.forget()
+    directory.reset()
 
 
 @pytest.fixture(autouse=True)
@@ -179,7 +191,7 @@ def cancel_held_reply() -> Callable[..., Awaitable[tuple[list[str], ReplyStream]
     then cancel the task, since no line will wake its loop. Returns the tokens and the reply."""
 
     async def cancel(
-        stream: Callable[[ReplyStream], Awaitable[object]], *, after: int
+        stream: Callable[[ReplyStream], Coroutine[Any, Any, object]], *, after: int
     ) -> tuple[list[str], ReplyStream]:
         tokens: list[str] = []
         enough = asyncio.Event()
@@ -273,7 +285,7 @@ class RelayClient:
 
     async def reply(self, timeout: float = 5) -> list[dict]:
         """Every frame up to and including the one that closes the talk cycle."""
-        frames = []
+        frames: list[dict] = []
         while not frames or not frames[-1].get("last"):
             frames.append(await self.ws.receive_json_from(timeout))
         return frames
@@ -311,3 +323,24 @@ async def relay(sign_handshake) -> AsyncIterator[Callable[..., Awaitable[RelayCl
     for client in opened:
         if not client.closed:
             await client.hang_up()
+
+
+@pytest.fixture
+async def database_outage(transactional_db) -> AsyncIterator[OutageProxy]:
+    """The app's database connections, on every thread, go through a proxy the test can cut: what
+    a PostgreSQL restart does to the app, without restarting the machine's shared server."""
+    from asgiref.sync import sync_to_async
+    from django.db import connection
+
+    database = connections.settings["default"]
+    port = database["PORT"]
+    proxy = OutageProxy(database["HOST"] or "127.0.0.1", int(port or 5432)).start()
+    await sync_to_async(lambda: connection.close())()  # the database thread's, made anew
+    database["PORT"] = str(proxy.port)
+    try:
+        yield proxy
+    finally:
+        proxy.restore()
+        database["PORT"] = port
+        await sync_to_async(lambda: connection.close())()
+        proxy.stop()

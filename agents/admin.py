@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db import models
 from django.db.models import QuerySet
+from django.forms import Field as FormField
 from django.forms import Textarea
 from django.http import HttpRequest
 
@@ -50,6 +53,15 @@ class PersonaAdmin(admin.ModelAdmin):
         (
             "What it says",
             {"fields": ["system_prompt", "welcome_greeting", "fallback_line"]},
+        ),
+        (
+            "When the model stalls",
+            {
+                "fields": [("first_token_timeout_seconds", "token_gap_timeout_seconds")],
+                "description": "A reply the model stops sending is cut off after these many seconds of "
+                "silence and the fallback line is spoken (after what was already said, as its own "
+                "sentence). Every reply is also capped at RELAY_REPLY_TIMEOUT_SECONDS in total.",
+            },
         ),
         (
             "Voice and speech",
@@ -124,7 +136,9 @@ class PersonaAdmin(admin.ModelAdmin):
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
-    def formfield_for_dbfield(self, db_field, request, **kwargs):  # type: ignore[no-untyped-def]
+    def formfield_for_dbfield(
+        self, db_field: models.Field[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> FormField | None:
         # The system prompt is the persona: give it room.
         if db_field.name == "system_prompt":
             kwargs["widget"] = Textarea(attrs={"rows": 18, "cols": 100})

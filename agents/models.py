@@ -23,6 +23,8 @@ e164_validator = RegexValidator(
 )
 
 DEFAULT_FALLBACK_LINE = "Sorry, I'm having a little trouble right now. Could you say that again?"
+DEFAULT_FIRST_TOKEN_TIMEOUT = 8.0  # seconds; a tool-using reply's first token can take a while
+DEFAULT_TOKEN_GAP_TIMEOUT = 5.0  # seconds; streaming models send tokens many times a second
 
 
 class PersonaQuerySet(models.QuerySet["Persona"]):
@@ -104,7 +106,23 @@ class Persona(TimestampedModel):
         help_text="Spoken as soon as the call connects. Leave empty to let the caller speak first.",
     )
     fallback_line = models.TextField(
-        default=DEFAULT_FALLBACK_LINE, help_text="Spoken when the model fails mid-call."
+        default=DEFAULT_FALLBACK_LINE, help_text="Spoken when the model fails or stalls mid-call."
+    )
+    # A stalled model is given up on by inactivity (calls/engine/stalls.py); the whole reply is
+    # also capped by RELAY_REPLY_TIMEOUT_SECONDS.
+    first_token_timeout_seconds = models.FloatField(
+        "first-token timeout",
+        default=DEFAULT_FIRST_TOKEN_TIMEOUT,
+        validators=[MinValueValidator(0.5), MaxValueValidator(60.0)],
+        help_text="Seconds from the request to the model's first words or tool call before the agent "
+        "gives up and says the fallback line. A reply that starts with a tool call can be slow to begin.",
+    )
+    token_gap_timeout_seconds = models.FloatField(
+        "token gap timeout",
+        default=DEFAULT_TOKEN_GAP_TIMEOUT,
+        validators=[MinValueValidator(0.5), MaxValueValidator(60.0)],
+        help_text="Seconds without a new token, once the reply has begun, before the agent ends what it "
+        "was saying and says the fallback line.",
     )
 
     language = models.CharField(max_length=35, default="en-US", validators=[bcp47_validator])
@@ -332,6 +350,12 @@ class Persona(TimestampedModel):
                 condition=Q(is_default=True),
                 name="agents_persona_single_default",
                 violation_error_message="Another persona is already the default.",
+            ),
+            # Zero would cut off every reply at once.
+            models.CheckConstraint(
+                condition=Q(first_token_timeout_seconds__gt=0, token_gap_timeout_seconds__gt=0),
+                name="agents_persona_stall_timeouts_positive",
+                violation_error_message="Stall timeouts must be more than zero seconds.",
             ),
         ]
 

@@ -49,6 +49,7 @@ import redis
 import uvloop
 
 from bench.relay_load import (
+    BENCH_SECRET_KEY,
     REDIS_URL,
     ROOT,
     child_env,
@@ -59,6 +60,7 @@ from bench.relay_load import (
     stop,
     wait_until_ready,
 )
+from calls.frames import MAX_FRAME_CHARS
 from calls.simulator.media import MediaCaller, SimulatorError, parse_script, simulate_media_call
 
 DATABASE = "switchboard_media_bench"  # not relay_load's: its default persona stays ConversationRelay
@@ -178,7 +180,7 @@ def summarise(
         "load_seconds": round(elapsed, 1),
         "warm_up_ms": round(warm_ms),
         "warm_up_first_audio_ms": round((warm.stats.first_audio_at - warm.stats.started_at) * 1000)
-        if warm.stats.first_audio_at
+        if warm.stats.first_audio_at and warm.stats.started_at
         else None,
         "barge_in_ms": spread([u.barge_in_ms for u in barges if u.barge_in_ms is not None]),
         "barges": len(barges),
@@ -236,7 +238,7 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{' '.join(process.args)} exited with {process.returncode}")
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -254,7 +256,7 @@ def run(args: argparse.Namespace) -> dict:
     env = child_env(
         DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DATABASE}",
         DEBUG="false",
-        SECRET_KEY="bench",
+        SECRET_KEY=BENCH_SECRET_KEY,
         ANTHROPIC_API_KEY="bench",
         ANTHROPIC_BASE_URL=llm_url,
         TOGETHER_API_KEY="bench",  # the persona's TTS key; the fake accepts any
@@ -275,6 +277,7 @@ def run(args: argparse.Namespace) -> dict:
         *(sys.executable, "-m", "uvicorn", "voiceproject.asgi:application"),
         *("--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--lifespan", "off"),
         *("--ws", "websockets-sansio", "--loop", "uvloop", "--http", "httptools"),
+        *("--ws-max-size", str(MAX_FRAME_CHARS)),  # as the Dockerfile runs it
         *(("--workers", str(args.workers)) if args.workers > 1 else ()),
     ]
     log = tempfile.NamedTemporaryFile("w", prefix="bench-media-", suffix=".log", delete=False)  # noqa: SIM115

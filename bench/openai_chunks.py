@@ -20,14 +20,15 @@ import time
 from pathlib import Path
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 ROOT = Path(__file__).resolve().parent.parent
-REQUEST = {"model": "fake", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 10}
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hi"}]
 
 
 async def typed(client: openai.AsyncOpenAI) -> int:
     count = 0
-    stream = await client.chat.completions.create(stream=True, **REQUEST)
+    stream = await client.chat.completions.create(model="fake", messages=MESSAGES, max_tokens=10, stream=True)
     async with stream:
         async for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
@@ -37,7 +38,9 @@ async def typed(client: openai.AsyncOpenAI) -> int:
 
 async def raw_json(client: openai.AsyncOpenAI) -> int:
     count = 0
-    async with client.chat.completions.with_streaming_response.create(stream=True, **REQUEST) as response:
+    async with client.chat.completions.with_streaming_response.create(
+        model="fake", messages=MESSAGES, max_tokens=10, stream=True
+    ) as response:
         async for line in response.iter_lines():
             if line.startswith("data: {"):
                 choices = json.loads(line[6:])["choices"]
@@ -48,7 +51,9 @@ async def raw_json(client: openai.AsyncOpenAI) -> int:
 
 async def raw_lines(client: openai.AsyncOpenAI) -> int:
     count = 0
-    async with client.chat.completions.with_streaming_response.create(stream=True, **REQUEST) as response:
+    async with client.chat.completions.with_streaming_response.create(
+        model="fake", messages=MESSAGES, max_tokens=10, stream=True
+    ) as response:
         async for line in response.iter_lines():
             count += line.startswith("data: {")
     return count - 2  # the role chunk and the finish chunk carry no text

@@ -59,6 +59,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -81,6 +82,8 @@ import uvloop
 import websockets
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
+
+from calls.frames import MAX_FRAME_CHARS
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_BASELINE = ROOT / "bench" / "node_baseline"
@@ -118,6 +121,8 @@ class Stats:
     # (seconds into the load when the prompt was sent, added first-token ms): when slow ones happen
     timeline: list[tuple[float, float]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    prompts: dict[str, int] = field(default_factory=dict)  # by CallSid: what each call said
+    outage: dict[str, float] = field(default_factory=dict)  # --stop-postgres: when, how long
 
 
 class Call:
@@ -154,6 +159,7 @@ class Call:
         prompted_at = time.perf_counter()
         await self.send(type="prompt", voicePrompt=f"Question {n}?", lang="en-US", last=True)
         self.prompts += 1
+        self.stats.prompts[self.call_sid] = self.prompts
         return prompted_at
 
     async def send(self, **frame: object) -> None:
@@ -289,6 +295,8 @@ async def load(args: argparse.Namespace, port: int, server_pid: int, fake: tuple
     ]
     profiler = start_py_spy(args.py_spy, server_pid) if args.py_spy else None
     started = stats.started = time.perf_counter()
+    if args.stop_postgres:
+        background.append(asyncio.create_task(stop_postgres(args, stats)))
     await place_calls(url, signature, args, stats)
     elapsed = time.perf_counter() - started
     cpu = {name: cpu_seconds(p) - cpu_before[name] for name, p in processes.items()}
@@ -320,6 +328,71 @@ async def load(args: argparse.Namespace, port: int, server_pid: int, fake: tuple
         "load_generator_loop_lag_ms": spread(stats.lag),
         "added_first_token_ms_by_second": by_second(stats.timeline),
         "voice_webhook_ms": spread(stats.webhook_ms) if args.webhook else None,
+        "postgres_outage": stats.outage or None,
+        "_prompts": stats.prompts,
+    }
+
+
+async def stop_postgres(args: argparse.Namespace, stats: Stats) -> None:
+    """Stop the machine's PostgreSQL in the middle of the ramp, for --stop-postgres seconds."""
+    await asyncio.sleep(args.ramp / 2)
+    cluster = ["pg_ctlcluster", "--skip-systemctl-redirect", *postgres_cluster()]
+    began = time.perf_counter()
+    await asyncio.to_thread(subprocess.run, [*cluster, "stop", "-m", "fast"], check=True)
+    stopped = time.perf_counter()
+    await asyncio.sleep(args.stop_postgres)
+    await asyncio.to_thread(subprocess.run, [*cluster, "start"], check=True)
+    stats.outage = {
+        "at_s": round(began - stats.started, 1),
+        "down_s": round(time.perf_counter() - stopped, 1),
+        "stopping_s": round(stopped - began, 1),
+    }
+
+
+def postgres_cluster() -> list[str]:
+    """The version and name of the machine's one cluster, as pg_ctlcluster takes them."""
+    version = sorted(Path("/etc/postgresql").iterdir())[0].name
+    return [version, "main"]
+
+
+def transcripts(prompts: dict[str, int], timeout: float = 120.0) -> dict:
+    """Every bench call's stored turns against what it said: once all calls are ended (their
+    last writes may have waited out an outage), the turns lost and the calls with a gap."""
+    deadline = time.monotonic() + timeout
+    sids = list(prompts)
+    query = (
+        "SELECT c.call_sid, c.ended_at IS NOT NULL, t.sequence, t.role FROM calls_call c"
+        " LEFT JOIN calls_turn t ON t.call_id = c.id WHERE c.call_sid = ANY(%s) ORDER BY c.call_sid, t.sequence"
+    )
+    while True:
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{DATABASE}", autocommit=True) as db:
+            rows = db.execute(query, [sids]).fetchall()
+        calls: dict[str, dict] = {}
+        for sid, ended, sequence, role in rows:
+            stored = calls.setdefault(sid, {"ended": ended, "sequences": [], "user": 0, "assistant": 0})
+            if sequence is not None:
+                stored["sequences"].append(sequence)
+                stored[role] += 1
+        if all(call["ended"] for call in calls.values()) and len(calls) == len(sids):
+            break
+        if time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    lost = gaps = 0
+    for sid, said in prompts.items():
+        call = calls.get(sid)
+        if call is None:
+            lost += 2 * said
+            continue
+        greeting = int(call["sequences"][:1] == [0] and call["assistant"] > call["user"])
+        lost += max(0, said - call["user"]) + max(0, said + greeting - call["assistant"])
+        gaps += call["sequences"] != list(range(len(call["sequences"])))
+    return {
+        "calls": len(prompts),
+        "calls_stored": len(calls),
+        "calls_not_ended": sum(not call["ended"] for call in calls.values()),
+        "turns_lost": lost,
+        "calls_with_a_gap": gaps,
     }
 
 
@@ -329,7 +402,7 @@ async def ring(session: aiohttp.ClientSession, relay_url: str, call_sid: str, st
     base = relay_url.replace("ws://", "http://").removesuffix("/ws/relay/")
     params = {
         "CallSid": call_sid,
-        "AccountSid": "ACbench",
+        "AccountSid": "AC" + "be" * 16,  # Twilio-shaped: the webhook refuses anything else
         "From": "+15550001111",
         "To": "+15550002222",
         "Direction": "inbound",
@@ -442,6 +515,10 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+# A server with DEBUG off refuses a weak key (voiceproject/secret_key.py): one of its own per run.
+BENCH_SECRET_KEY = secrets.token_urlsafe(50)
+
+
 def child_env(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and k != "REDIS_URL"}
     return env | values
@@ -457,6 +534,7 @@ def server_command(args: argparse.Namespace, port: int) -> list[str]:
         *(sys.executable, "-m", "uvicorn", "voiceproject.asgi:application"),
         *("--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--lifespan", "off"),
         *("--ws", args.ws, "--loop", "uvloop", "--http", "httptools"),
+        *("--ws-max-size", str(MAX_FRAME_CHARS)),  # as the Dockerfile runs it
     ]
 
 
@@ -474,7 +552,7 @@ def wait_until_ready(url: str, process: subprocess.Popen, timeout: float) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{' '.join(process.args)} exited with {process.returncode}")
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
         try:
             with HTTP.open(url, timeout=1) as response:
                 if response.status == 200:
@@ -534,14 +612,15 @@ def run(args: argparse.Namespace) -> dict:
     env = child_env(
         DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DATABASE}",
         DEBUG="false",
-        SECRET_KEY="bench",
+        SECRET_KEY=BENCH_SECRET_KEY,
         ANTHROPIC_API_KEY="bench",
         ANTHROPIC_BASE_URL=fake_url,
         PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
         TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
         LOG_LEVEL="WARNING",
         # As in production: summaries are only enqueued (a worker elsewhere would run them).
-        REDIS_URL=REDIS_URL,
+        # --summaries-inside: no Redis, as in the embedded run: they run in the server process.
+        **({} if args.summaries_inside else {"REDIS_URL": REDIS_URL}),
     )
     prepare_database(env, args.chunking)
     redis.Redis.from_url(REDIS_URL).flushdb()
@@ -561,6 +640,7 @@ def run(args: argparse.Namespace) -> dict:
             load(args, port, server.pid, (fake_url, fake.pid)), loop_factory=uvloop.new_event_loop
         )
         result["provider"] = provider_stats(fake_url)
+        result["transcripts"] = transcripts(result.pop("_prompts"))
     finally:
         for child in reversed(children):
             stop(child)
@@ -632,10 +712,22 @@ def table(result: dict) -> str:
         f" {cpu['load generator']:.1f} s, rest of the machine {cpu['rest of the machine']:.1f} s",
         f"stolen by the hypervisor            {cpu['stolen']:.1f} s of the vCPUs' time"
         f" ({cpu['stolen'] / (result['load_seconds'] * (os.cpu_count() or 1)):.0%})",
+        f"transcripts                         {transcript_verdict(result)}",
         f"server log                          {result['server_log']['warnings']} warnings,"
         f" {result['server_log']['errors']} errors ({result['server_log']['path']})",
     ]
     return "\n".join(lines)
+
+
+def transcript_verdict(result: dict) -> str:
+    t, outage = result["transcripts"], result.get("postgres_outage")
+    verdict = (
+        f"{t['turns_lost']} turns lost, {t['calls_with_a_gap']} calls with a gap,"
+        f" {t['calls_stored']} of {t['calls']} calls stored, {t['calls_not_ended']} not ended"
+    )
+    if outage:
+        verdict += f" (PostgreSQL down {outage['down_s']:g} s from {outage['at_s']:g} s into the load)"
+    return verdict
 
 
 def provider_verdict(provider: dict, interrupts: int) -> str:
@@ -682,6 +774,19 @@ def parse_args() -> argparse.Namespace:
         "--webhook",
         action="store_true",
         help="each call first POSTs the signed voice webhook, as Twilio does, and binds its socket to it",
+    )
+    parser.add_argument(
+        "--stop-postgres",
+        type=float,
+        metavar="SECONDS",
+        help="stop the machine's PostgreSQL for SECONDS in the middle of the ramp (a restart under load;"
+        " stops it for everyone on this machine)",
+    )
+    parser.add_argument(
+        "--summaries-inside",
+        action="store_true",
+        help="no REDIS_URL for the server, as in the embedded run: each ended call's summary runs in"
+        " the server process (against the fake model), beside the live calls",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument(

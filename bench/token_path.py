@@ -60,17 +60,19 @@ def start_fake(provider: str, tokens: int, rate: float) -> tuple[subprocess.Pope
 
 async def run(provider_name: str, url: str, concurrency: int, replies: int) -> tuple[int, int, float]:
     from agents.llm.anthropic import AnthropicProvider
+    from agents.llm.base import ChatMessage, LLMProvider
     from agents.llm.openai import OpenAIProvider
     from agents.models import Persona
     from calls.engine.reply import ReplyStream
 
     persona = Persona(name="Bench", slug="bench", llm_model="fake", max_tokens=100)
+    provider: LLMProvider
     if provider_name == "anthropic":
         provider = AnthropicProvider.shared(api_key="bench", base_url=url)
     else:
         persona.llm_provider = Persona.LlmProvider.OPENAI
         provider = OpenAIProvider.shared(api_key="bench", base_url=url)
-    messages = [{"role": "user", "content": "Hello"}]
+    messages: list[ChatMessage] = [{"role": "user", "content": "Hello"}]
     tokens = 0
 
     async def sink(text: str) -> None:

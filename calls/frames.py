@@ -12,7 +12,9 @@ MAX_FRAME_CHARS = 64 * 1024  # Twilio's frames are far shorter; anything bigger 
 
 
 class FrameError(ValueError):
-    """A frame we cannot use; the message says why."""
+    """A frame we cannot use; the message says why, `kind` what it claimed to be (when it said)."""
+
+    kind = ""
 
 
 def parse_json_frame[T](
@@ -35,4 +37,8 @@ def parse_json_frame[T](
     parser = parsers.get(kind)
     if parser is None:
         raise FrameError(f"unknown {kind_key} {kind[:40]!r}")
-    return parser(data)
+    try:
+        return parser(data)
+    except FrameError as exc:
+        exc.kind = kind
+        raise

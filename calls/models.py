@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Count, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -88,6 +89,9 @@ class Call(TimestampedModel):
     metadata = models.JSONField(
         default=dict, blank=True, help_text="Custom parameters, errors and handoff data."
     )
+    # Set when the retention policy stripped the call of personal data (calls.privacy): the
+    # counts and timings stay for reports, and the next run passes it by.
+    anonymised_at = models.DateTimeField(null=True, blank=True)
 
     objects = CallQuerySet.as_manager()
 
@@ -96,6 +100,12 @@ class Call(TimestampedModel):
         indexes = [
             # "Calls of a persona, newest first" (admin filter, persona pages).
             models.Index(fields=["persona", "-created_at"], name="calls_call_persona_recent"),
+            # The summaries sweep's scan, every few seconds: only calls whose summary is pending.
+            models.Index(
+                fields=["updated_at"],
+                condition=Q(summary_status__in=["queued", "running"]),
+                name="calls_call_summary_waiting",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -165,3 +175,32 @@ class Turn(models.Model):
     def tool_call_lines(self) -> list[ToolCallLine]:
         """The tools the model asked for in this turn, worded for the transcript."""
         return tool_call_lines(self.tool_calls)
+
+
+class ErasureRecord(models.Model):
+    """Proof that one phone number's calls were erased, without the number: who asked, when, and
+    how much went. The digest lets a later request be checked against it ("did we erase this
+    number?"); the masked form lets a person recognise it."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    erased_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    # Kept as text too: the record outlives the staff account that made it.
+    erased_by_username = models.CharField("erased by (username)", max_length=150)
+    number_masked = models.CharField("number", max_length=32, help_text="e.g. +1******0198")
+    number_digest = models.CharField(
+        max_length=64, db_index=True, help_text="HMAC-SHA256 of the number, keyed by SECRET_KEY."
+    )
+    calls_deleted = models.PositiveIntegerField(default=0)
+    turns_deleted = models.PositiveIntegerField(default=0)
+    log_entries_masked = models.PositiveIntegerField(
+        default=0, help_text="Admin history entries that named the number, now masked."
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("erase_number", "Can erase every call of a phone number")]
+
+    def __str__(self) -> str:
+        return f"Erasure of {self.number_masked} ({self.calls_deleted} calls)"

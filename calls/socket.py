@@ -6,18 +6,39 @@ its frames parse (`parse`), what each one does (`dispatch_frame`) and which one 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
 
+from asgiref.typing import ASGIReceiveCallable, ASGISendCallable, WebSocketDisconnectEvent
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from calls.frames import FrameError
 from calls.webhooks.signatures import handshake_signature_is_valid
+from voiceproject.log_throttle import LogThrottle, loop_throttle
+
+if TYPE_CHECKING:
+    from channels.consumer import _ChannelScope  # the scope type of channels' stubs
 
 logger = logging.getLogger(__name__)
 
-REFUSALS_LOGGED = 3  # bad frames logged at WARNING per socket; a flood goes on at DEBUG, counted
+# Bad frames logged at WARNING with their reason, per interval and across every socket of the
+# process: a flood of them on many sockets goes on at DEBUG, summed up in one line per interval.
+REFUSALS_LOGGED = 5
+REFUSALS_INTERVAL_SECONDS = 60.0
+
+
+def refusals(label: str) -> LogThrottle:
+    """The process's throttle of refused-frame warnings for one kind of socket ("relay", "media")."""
+    return loop_throttle(
+        f"{label} refusals",
+        lambda: LogThrottle(
+            logger,
+            summary=f"{label}: %s malformed frames ignored in the last %s s on %s sockets (%s logged)",
+            burst=REFUSALS_LOGGED,
+            interval=REFUSALS_INTERVAL_SECONDS,
+        ),
+    )
 
 
 class TwilioSocketConsumer(AsyncWebsocketConsumer):
@@ -25,26 +46,29 @@ class TwilioSocketConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "__none__"
     label = "twilio"  # in log lines: "relay frame ignored", "media frame ignored"
     binding_frame: type = type(None)  # the frame that binds the call: if it fails, the call cannot go on
+    binding_kind = ""  # its name on the wire: one that cannot be parsed fails the call too
     refused = 0  # frames dropped as unusable on this socket
     gone = False  # the socket closed under us: nothing more is sent
 
     async def __call__(
-        self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]
+        self, scope: _ChannelScope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         # With no channel layer the socket is the only source of messages. Channels' loop
         # (await_many_dispatch) waits on it through asyncio.wait and a new task per frame: three
         # turns of the event loop, each behind every other call's work, before a frame reaches
         # the engine. One await does it.
         self.scope = scope
-        self.channel_layer = None
+        # What channels itself sets when channel_layer_alias names no layer; its stubs want one.
+        self.channel_layer = None  # type: ignore[assignment]
         self.base_send = send
         try:
             while True:
-                await self.dispatch(await receive())
+                # An ASGI event is a plain dict, as channels' dispatch takes it.
+                await self.dispatch(cast("dict[str, Any]", await receive()))
         except StopConsumer:
             pass
 
-    async def dispatch(self, message: dict) -> None:
+    async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections before every frame: a hop to the single
         # database thread that would queue each frame behind other calls' writes. Frames here
         # never touch the ORM directly (the engine's CallRecorder writes off the token path and
@@ -64,6 +88,10 @@ class TwilioSocketConsumer(AsyncWebsocketConsumer):
     def opened(self) -> None:
         """The handshake was signed: set up what the call needs."""
 
+    def is_bound(self) -> bool:
+        """A call is bound to this socket (its binding frame was handled)."""
+        return False
+
     def parse(self, raw: str | bytes | None) -> object:
         raise NotImplementedError
 
@@ -76,8 +104,13 @@ class TwilioSocketConsumer(AsyncWebsocketConsumer):
         except FrameError as exc:
             # Dropped: answering with an error frame would itself be a protocol error.
             self.refused += 1
-            level = logging.WARNING if self.refused <= REFUSALS_LOGGED else logging.DEBUG
-            logger.log(level, "%s frame ignored (%s so far): %s", self.label, self.refused, exc)
+            refusals(self.label).warn(
+                id(self), "%s frame ignored (%s so far on this socket): %s", self.label, self.refused, exc
+            )
+            if exc.kind and exc.kind == self.binding_kind and not self.is_bound():
+                # A start we cannot read (a malformed CallSid, say) binds no call: close, and let
+                # Twilio's <Connect action> apologise rather than hold a silent line.
+                await self.hang_up(code=1008)
             return
         try:
             await self.dispatch_frame(frame)
@@ -98,7 +131,7 @@ class TwilioSocketConsumer(AsyncWebsocketConsumer):
             self.gone = True
             logger.info("%s socket gone before our close: %r", self.label, exc)
 
-    async def websocket_disconnect(self, message: dict) -> None:
+    async def websocket_disconnect(self, message: WebSocketDisconnectEvent) -> None:
         # Channels would then close "old" database connections on the database thread that every
         # call shares: with CONN_MAX_AGE=0, each hang-up dropped that thread's connection, and the
         # next call's write paid for a new one. Work there reconnects on its own when it must

@@ -194,6 +194,8 @@ class FakeProviderServer(ThreadedServer):
         if reply.status != 200:
             return web.json_response(self.error_json(reply), status=reply.status)
         if not body.get("stream"):
+            # The model's time to answer: a whole message arrives after it, as the first token would.
+            await asyncio.sleep(reply.ttft if reply.ttft is not None else self.ttft)
             return web.json_response(self.reply_json(body, reply))
         return await self.stream(request, body, reply)
 

@@ -24,8 +24,9 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
@@ -35,10 +36,19 @@ from websockets.http11 import Request, Response
 
 from fakes.threaded import ThreadedServer
 
+
+class Timeouts(TypedDict):
+    """A realtime speech client's socket timeouts (agents/tts/streaming.py), in seconds."""
+
+    open_timeout: float
+    idle_timeout: float
+    send_timeout: float
+
+
 # The key the fakes want in tests, and short client waits: a fake answers in milliseconds, and a
 # test of a failure must not take seconds.
 TTS_TEST_KEY = "test-tts-key"
-TEST_TIMEOUTS = {"open_timeout": 5.0, "idle_timeout": 3.0, "send_timeout": 2.0}
+TEST_TIMEOUTS: Timeouts = {"open_timeout": 5.0, "idle_timeout": 3.0, "send_timeout": 2.0}
 
 __all__ = [
     "TEST_TIMEOUTS",
@@ -318,7 +328,7 @@ class FakeTtsServer(ThreadedServer):
     # --- lifecycle ----------------------------------------------------------------------
     async def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self._server = await serve(self._handler, host, port, process_request=self._check, compression=None)
-        port = self._server.sockets[0].getsockname()[1]  # type: ignore[index]
+        port = self._server.sockets[0].getsockname()[1]
         self.base_url = f"ws://{host}:{port}"
         return self.base_url
 
@@ -399,12 +409,8 @@ class FakeTogetherTts(FakeTtsServer):
                     ws,
                     synthesis,
                     script,
-                    send_audio=lambda pcm, i=item_id: {
-                        "type": "conversation.item.audio_output.delta",
-                        "item_id": i,
-                        "delta": base64.b64encode(pcm).decode(),
-                    },
-                    done=lambda i=item_id: {"type": "conversation.item.audio_output.done", "item_id": i},
+                    send_audio=partial(_together_delta, item_id),
+                    done=partial(_together_done, item_id),
                     error=lambda: {
                         "type": "conversation.item.tts.failed",
                         "error": {"message": "fake failure"},
@@ -455,27 +461,19 @@ class FakeCartesiaTts(FakeTtsServer):
                         ws,
                         synthesis,
                         script,
-                        send_audio=lambda pcm, c=context: self._chunk(c, pcm=pcm),
-                        done=lambda c=context: {
-                            "type": "done",
-                            "done": True,
-                            "status_code": 206,
-                            "context_id": c,
-                        },
-                        error=lambda c=context: {
-                            "type": "error",
-                            "done": True,
-                            "error": "fake failure",
-                            "status_code": 500,
-                            "context_id": c,
-                        },
+                        send_audio=partial(self._audio_chunk, context),
+                        done=partial(_cartesia_done, context),
+                        error=partial(_cartesia_error, context),
                     )
                 )
                 contexts[context] = (task, synthesis)
-                task.add_done_callback(lambda _, c=context: contexts.pop(c, None))
+                task.add_done_callback(partial(_forget, contexts, context))
         finally:
             for task, _ in contexts.values():
                 task.cancel()
+
+    def _audio_chunk(self, context: str, pcm: bytes) -> dict[str, Any]:
+        return self._chunk(context, pcm=pcm)
 
     def _chunk(self, context: str, value: int = 0, *, pcm: bytes | None = None) -> dict[str, Any]:
         if pcm is None:
@@ -489,6 +487,31 @@ class FakeCartesiaTts(FakeTtsServer):
             "step_time": 1.0,
             "context_id": context,
         }
+
+
+# The events of one synthesis, bound to its item or context (the loop that started it moves on).
+def _together_delta(item_id: str, pcm: bytes) -> dict[str, Any]:
+    return {
+        "type": "conversation.item.audio_output.delta",
+        "item_id": item_id,
+        "delta": base64.b64encode(pcm).decode(),
+    }
+
+
+def _together_done(item_id: str) -> dict[str, Any]:
+    return {"type": "conversation.item.audio_output.done", "item_id": item_id}
+
+
+def _cartesia_done(context: str) -> dict[str, Any]:
+    return {"type": "done", "done": True, "status_code": 206, "context_id": context}
+
+
+def _cartesia_error(context: str) -> dict[str, Any]:
+    return {"type": "error", "done": True, "error": "fake failure", "status_code": 500, "context_id": context}
+
+
+def _forget(contexts: dict[str, Any], context: str, _task: asyncio.Task[None]) -> None:
+    contexts.pop(context, None)
 
 
 def main() -> None:

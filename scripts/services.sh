@@ -15,6 +15,15 @@ if command -v redis-cli >/dev/null 2>&1 && ! redis-cli -h 127.0.0.1 -p 6379 ping
   fi
 fi
 
+# The offline demo voice (Media Streams' embedded default) speaks with espeak-ng, a Debian
+# package; without it its tests are skipped, so install it when this machine can.
+if ! command -v espeak-ng >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "Installing espeak-ng"
+  apt-get install -y -q espeak-ng >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q espeak-ng >/dev/null 2>&1; } \
+    || echo "espeak-ng could not be installed: the demo voice's tests are skipped" >&2
+fi
+
 ready=""
 for _ in $(seq 1 50); do
   if pg_isready -q -h 127.0.0.1 -p 5432 && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then

@@ -12,6 +12,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceproject.settings")
 # Load the app registry before importing anything that touches models.
 django_asgi_app = get_asgi_application()
 
+from voiceproject.secret_key import refuse_to_serve_with_a_weak_key  # noqa: E402
+
+refuse_to_serve_with_a_weak_key()  # before a server accepts anything signed with it
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from voiceproject.routing import websocket_urlpatterns  # noqa: E402
@@ -19,7 +23,8 @@ from voiceproject.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": URLRouter(websocket_urlpatterns),
+        # channels' stubs want their own pattern type, which path() (django-stubs) never returns.
+        "websocket": URLRouter(websocket_urlpatterns),  # type: ignore[arg-type]
     }
 )
 

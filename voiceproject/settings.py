@@ -7,10 +7,12 @@ and the offline demo model. Production values are listed in the README.
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -28,6 +30,9 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
     SECRET_KEY = "embedded-run-only-insecure-key"
+# A weak key with DEBUG off is refused where it would sign something: the ASGI/WSGI entry points
+# don't start, and `check --deploy` fails (voiceproject/secret_key.py). Commands that sign nothing
+# (collectstatic in the image build, CI's makemigrations) may run with a throwaway one.
 
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 _public = urlsplit(PUBLIC_BASE_URL)
@@ -66,6 +71,11 @@ RELAY_REPLY_TIMEOUT_SECONDS = env.float("RELAY_REPLY_TIMEOUT_SECONDS", default=6
 # Live calls' turns reach the database together, at most this long after they happen
 # (calls/store/recorder.py: fewer, bigger batches leave the event loop the GIL).
 RELAY_WRITE_BATCH_SECONDS = env.float("RELAY_WRITE_BATCH_SECONDS", default=0.1)
+# While the database is unreachable, live calls' writes wait in memory, in order, up to this many
+# (about 1 KB each); past it new writes are dropped with an ERROR line.
+RELAY_WRITE_QUEUE_LIMIT = env.int("RELAY_WRITE_QUEUE_LIMIT", default=100_000)
+# A socket that takes a call over from another server process waits this long for it to stop.
+HANDOVER_TIMEOUT_SECONDS = env.float("HANDOVER_TIMEOUT_SECONDS", default=3.0)
 # Media Streams: the calls' VAD windows are scored together, one ONNX run per tick
 # (calls/media/vad.py: BatchedVad). 10 ms costs a barge-in at most that much; at 100 calls, 0
 # (a run for whatever is queued at once) spent the process on thread hops and fell seconds behind.
@@ -84,6 +94,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",  # admin login throttling and lockout; its attempts and lockouts are in the admin
+    "voiceproject.apps.SwitchboardConfig",  # the deployment checks
     "agents",
     "calls",
 ]
@@ -97,6 +109,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as axes asks: turns a lockout into its 429 page
 ]
 
 ROOT_URLCONF = "voiceproject.urls"
@@ -148,8 +161,45 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# First retry delay of a summary while the model is unavailable; doubles on each retry.
+# First retry delay of a summary while the model is unavailable; doubles on each retry (5 s:
+# 5, 10, 20, 40, 80 s over the 5 retries).
 SUMMARY_RETRY_BASE_SECONDS = env.float("SUMMARY_RETRY_BASE_SECONDS", default=5.0)
+# The sweep (calls/summaries/sweep.py) queues again every summary left "queued" or "running" this
+# long without news: the broker lost its message, or its worker died. It must exceed the task's
+# hard time limit (a live attempt is never taken over) and the longest retry wait. With the
+# interval, a lost summary is queued again within two minutes (issue 14's target).
+SUMMARY_STALE_AFTER_SECONDS = env.float("SUMMARY_STALE_AFTER_SECONDS", default=100.0)
+SUMMARY_SWEEP_INTERVAL_SECONDS = env.float("SUMMARY_SWEEP_INTERVAL_SECONDS", default=15.0)
+# A summary asked for longer ago than this and still not written fails (Re-run summary retries it).
+SUMMARY_GIVE_UP_AFTER_SECONDS = env.float("SUMMARY_GIVE_UP_AFTER_SECONDS", default=24 * 3600.0)
+if SUMMARY_STALE_AFTER_SECONDS <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("SUMMARY_STALE_AFTER_SECONDS must exceed the task's hard time limit (90 s).")
+# A message a worker took and never acknowledged (the worker was killed) goes back to the queue
+# after this long. It must exceed a summary message's longest life: its retry wait (at most
+# 300 s, writer.MAX_RETRY_DELAY_SECONDS) plus the hard time limit (90 s). Kombu's default is 1 h.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", default=600),
+    # Publishing while Redis is unreachable fails in seconds, not at the OS's TCP timeout.
+    "socket_connect_timeout": 5,
+}
+# Workers wait for Redis at startup as they do after losing it (compose starts them together).
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker that loses Redis lets its running summaries finish: they write to PostgreSQL, and one
+# whose acknowledgement is lost meanwhile comes back after the visibility timeout and finds its
+# summary done. Cancelling them would only pay the model for each twice.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# Periodic tasks, run by `celery -A voiceproject beat` (one beat process per deployment).
+CELERY_BEAT_SCHEDULE = {
+    # Daily, off-peak: calls past CALL_RETENTION_DAYS deleted or anonymised (nothing when 0).
+    "calls-retention": {"task": "calls.tasks.apply_call_retention", "schedule": crontab(hour=3, minute=30)},
+    # Summaries whose message or worker was lost, queued again; a run missed while the workers
+    # are down expires instead of piling up (the next one does the same work).
+    "summaries-sweep": {
+        "task": "calls.tasks.summaries_sweep",
+        "schedule": SUMMARY_SWEEP_INTERVAL_SECONDS,
+        "options": {"expires": SUMMARY_SWEEP_INTERVAL_SECONDS},
+    },
+}
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -159,6 +209,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "admin:login"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: a locked-out login never reaches the password check
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
@@ -172,9 +226,45 @@ WHITENOISE_USE_FINDERS = DEBUG
 # --- Security when exposed ------------------------------------------------------------------
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
-if env.bool("BEHIND_TLS_PROXY", default=False):
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
+if BEHIND_TLS_PROXY:
     # Only when the proxy always sets (or strips) X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Plain http that reached us through the TLS proxy is redirected to https. Twilio calls the https
+# PUBLIC_BASE_URL, so its webhooks are never redirected (and websockets bypass this middleware).
+# /health/ is exempt: compose's health check asks http://127.0.0.1:8000 directly, not via the proxy.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=BEHIND_TLS_PROXY)
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+# HSTS makes browsers refuse plain http for this host for that long: a promise that is hard to take
+# back, so off unless asked for (production: 31536000, a year, with subdomains and preload).
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+
+# Admin logins (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username from one
+# address, that pair is locked out for LOGIN_LOCKOUT_MINUTES (staff unlock it sooner under Axes
+# in the admin). The pair, not the address alone: one mistyping colleague behind the office NAT
+# doesn't lock everyone out, and nobody can lock the admin out by guessing at its username.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "voiceproject.client_ip.client_ip"  # the proxy's X-Forwarded-For, only behind it
+# Every failure is logged at WARNING with username and address (axes masks both by default); the
+# password never is, whatever this says.
+AXES_SENSITIVE_PARAMETERS: list[str] = []
+
+# --- Privacy --------------------------------------------------------------------------------
+# Calls older than this many days are deleted or anonymised, daily (calls/privacy/retention.py).
+# 0 keeps them forever.
+CALL_RETENTION_DAYS = env.int("CALL_RETENTION_DAYS", default=0)
+# "delete": calls and their turns go. "anonymise": numbers, what was said, the summary and the
+# caller's custom parameters go; the call's status, timings and turn count stay for reports.
+CALL_RETENTION_MODE = env.str("CALL_RETENTION_MODE", default="delete")
+if CALL_RETENTION_MODE not in ("delete", "anonymise"):
+    raise ImproperlyConfigured('CALL_RETENTION_MODE must be "delete" or "anonymise".')
+if CALL_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured("CALL_RETENTION_DAYS must be 0 (keep forever) or a number of days.")
 
 # --- Logging --------------------------------------------------------------------------------
 LOGGING = {
@@ -183,7 +273,12 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Phone numbers are masked in every line written (voiceproject/log_filters.py): logs are kept
+    # longer, and read by more people, than the calls they are about.
+    "filters": {"mask_phone_numbers": {"()": "voiceproject.log_filters.MaskPhoneNumbers"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_phone_numbers"]}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},

@@ -9,3 +9,7 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceproject.settings")
 
 application = get_wsgi_application()
+
+from voiceproject.secret_key import refuse_to_serve_with_a_weak_key  # noqa: E402
+
+refuse_to_serve_with_a_weak_key()

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # json's own scanner; not in typeshed
 from typing import Any
 
 import aiohttp
@@ -42,7 +42,7 @@ class AnthropicProvider(SharedClient):
             open_telemetry=None if settings.ANTHROPIC_OPEN_TELEMETRY else False,
         )
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[str | ToolCall]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[str | ToolCall]:
         body: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens,

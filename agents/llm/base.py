@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Self, TypedDict
 
@@ -57,7 +57,7 @@ class ModelRequest:
 
 
 class LLMProvider(Protocol):
-    def stream(self, request: ModelRequest) -> AsyncIterator[str | ToolCall]:
+    def stream(self, request: ModelRequest) -> AsyncGenerator[str | ToolCall]:
         """Text deltas as the model writes them, then the tool calls it asked for. Whoever reads
         it stops by closing the iterator (`aclose`), which must close the provider's stream."""
         ...

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from agents.llm.base import ChatMessage, ModelRequest, ToolCall, ToolSpec
 from agents.llm.history import CALL_CONNECTED
@@ -62,7 +62,7 @@ def demo_turn(
 
 
 class DemoProvider:
-    async def stream(self, request: ModelRequest) -> AsyncIterator[str | ToolCall]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[str | ToolCall]:
         text, calls = demo_turn(request.speaker, request.messages, request.tools)
         await asyncio.sleep(FIRST_TOKEN_DELAY)
         for n, word in enumerate(re.findall(r"\s*\S+", text)):

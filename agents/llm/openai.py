@@ -10,7 +10,7 @@ server-sent events of the same response as bytes (agents/llm/sse.py), up to `dat
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
@@ -35,7 +35,7 @@ class OpenAIProvider(SharedClient):
             http_client=sdk_http_client(openai.DefaultAsyncHttpxClient),
         )
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[str | ToolCall]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[str | ToolCall]:
         body: dict[str, Any] = {
             "model": request.model,
             "messages": [{"role": "system", "content": request.system}, *request.messages],

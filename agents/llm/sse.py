@@ -8,10 +8,10 @@ This reads the body's byte chunks and splits out whole events: one `split` per c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 
-async def sse_events(read: Callable[[], Awaitable[bytes]]) -> AsyncIterator[tuple[bytes, bytes]]:
+async def sse_events(read: Callable[[], Awaitable[bytes]]) -> AsyncGenerator[tuple[bytes, bytes]]:
     """(event name, data) for each complete event; the name is b"" when the event has none.
 
     `read` returns the body's next chunk, b"" at the end (agents/llm/transport.py: body_reader).

@@ -32,6 +32,8 @@ PERSONA_FORM_FIELDS = [
     "system_prompt",
     "welcome_greeting",
     "fallback_line",
+    "first_token_timeout_seconds",
+    "token_gap_timeout_seconds",
     "language",
     "voice",
     "tts_provider",
@@ -90,6 +92,7 @@ def test_a_persona_page_groups_its_settings(admin_client, default_persona):
     ).content.decode()
     for heading in [
         "What it says",
+        "When the model stalls",
         "Voice and speech",
         "Speech providers and turn detection (Media Streams)",
         "Call control",
@@ -109,6 +112,21 @@ def test_staff_edit_a_persona_prompt(admin_client, default_persona):
     assert response.status_code == 302, response.content.decode()[:2000]
     default_persona.refresh_from_db()
     assert default_persona.system_prompt == "Be brief and kind."
+
+
+def test_staff_set_the_stall_limits_and_nonsense_is_refused(admin_client, default_persona):
+    url = reverse("admin:agents_persona_change", args=[default_persona.pk])
+    limits = {"first_token_timeout_seconds": "12", "token_gap_timeout_seconds": "2.5"}
+    response = admin_client.post(url, persona_form(default_persona, **limits))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    persona = Persona.objects.get(pk=default_persona.pk)
+    assert (persona.first_token_timeout_seconds, persona.token_gap_timeout_seconds) == (12, 2.5)
+
+    response = admin_client.post(url, persona_form(default_persona, token_gap_timeout_seconds="0"))
+    assert response.status_code == 200  # the form again, with the error
+    assert "greater than or equal to 0.5" in response.content.decode()
+    default_persona.refresh_from_db()
+    assert default_persona.token_gap_timeout_seconds == 2.5
 
 
 def test_ticking_default_on_a_second_persona_is_refused_with_a_clear_message(

@@ -94,6 +94,16 @@ def test_duplicate_copies_the_languages_but_not_the_numbers(default_persona):
     assert default_persona.languages.count() == 1 and not copy.phone_numbers.exists()
 
 
+def test_stall_limits_have_phone_sized_defaults(default_persona):
+    persona = Persona.objects.create(name="New", slug="new", system_prompt="x")
+    assert (persona.first_token_timeout_seconds, persona.token_gap_timeout_seconds) == (8.0, 5.0)
+
+
+def test_the_database_refuses_a_stall_limit_of_zero(default_persona):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Persona.objects.filter(pk=default_persona.pk).update(token_gap_timeout_seconds=0)
+
+
 def test_transfers_need_a_handoff_number(default_persona):
     default_persona.transfer_enabled = True
     default_persona.handoff_number = ""

@@ -13,7 +13,7 @@ import math
 import shutil
 import sys
 from array import array
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from agents.tts.base import Pcm16Stream, TtsError
 
@@ -65,7 +65,7 @@ class DemoTts:
     async def close(self) -> None:
         await self.interrupt()
 
-    async def _espeak(self, text: str) -> AsyncIterator[bytes]:
+    async def _espeak(self, text: str) -> AsyncGenerator[bytes]:
         generation = self._generation
         # Text on stdin, never argv: a sentence starting with "-" is not an option.
         process = await asyncio.create_subprocess_exec(
@@ -111,7 +111,7 @@ class DemoTts:
                 async with asyncio.timeout(2):
                     await process.wait()
 
-    async def _tone(self, text: str) -> AsyncIterator[bytes]:
+    async def _tone(self, text: str) -> AsyncGenerator[bytes]:
         rate = self.sample_rate
         total = max(1, round(len(text.strip()) / CHARS_PER_SECOND * rate))
         fade = min(round(FADE * rate), total // 2)

@@ -22,25 +22,30 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Protocol
 
 from django.conf import settings
 from django.utils import timezone
 
+from agents import directory
 from agents.llm import ProviderError, provider_for, request_for
 from agents.llm.base import LLMProvider, ToolCall, ToolSpec
 from agents.llm.history import normalise_history
 from agents.models import Persona
+from calls.engine import handover
 from calls.engine.dtmf import DtmfCollector
 from calls.engine.events import CallStart
 from calls.engine.heard import Heard, heard_prefix
-from calls.engine.reply import ReplyStream, stream_into
+from calls.engine.reply import ReplyStream, SpeechFilter, stream_into
 from calls.engine.speech import MarkerDetector, PhraseChunker, SpeechCleaner, SpeechPipeline
+from calls.engine.stalls import StallWatch
 from calls.engine.timers import Timers
 from calls.engine.tools import END_CALL, SWITCH_LANGUAGE, TERMINAL, TRANSFER, tool_record, tools_for
+from calls.metadata import HANDOFF_ARGUMENTS, ErrorSource, Handoff
 from calls.models import Call, Turn
 from calls.store.db import Batched
 from calls.store.lifecycle import SOCKET
+from calls.store.offline import DATABASE_DOWN, call_row_ensure, session_start_offline
 from calls.store.recorder import CallRecorder
 from calls.store.services import relay_sessions_start
 
@@ -55,6 +60,7 @@ class ConversationOutput(Protocol):
     async def send_token(self, token: str, last: bool) -> None: ...
     async def send_language(self, code: str) -> None: ...
     async def send_end(self, handoff_data: str) -> None: ...
+    async def hang_up(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -76,14 +82,14 @@ class Generation:
     reply: ReplyStream
     prompted_at: float
     marker: MarkerDetector | None = None
-    then_end: dict | None = None  # a closing line: end the call once it is spoken
+    then_end: Handoff | None = None  # a closing line: end the call once it is spoken
     follow_up: bool = False  # already a continuation (after a language switch): no further one
-    task: asyncio.Task | None = None
+    task: asyncio.Task[None] = field(init=False)  # started right after, with the generation
 
 
 @dataclass(slots=True)
 class PendingEnd:
-    handoff: dict
+    handoff: Handoff
     turn: TurnState | None
     record: dict | None
 
@@ -95,11 +101,12 @@ start_session = Batched(relay_sessions_start, name="relay-session-starts")
 class Conversation:
     def __init__(self, output: ConversationOutput) -> None:
         self.output = output
-        self.call: Call | None = None
-        self.persona: Persona | None = None
-        self.provider: LLMProvider | None = None
+        # Set by `setup` (the `call`, `persona`, `provider` and `recorder` properties).
+        self._call: Call | None = None
+        self._persona: Persona | None = None
+        self._provider: LLMProvider | None = None
         self.turns: list[TurnState] = []
-        self.recorder: CallRecorder | None = None
+        self._recorder: CallRecorder | None = None
         self.generation: Generation | None = None
         self.language = ""
         self.languages: list[str] = []
@@ -112,16 +119,46 @@ class Conversation:
         self.closed = False
         self._lock = asyncio.Lock()  # caller events and timers take turns
 
+    # What `setup` binds. Every event but a hang-up waits for it (`_ready`); used before it, they raise.
+    @property
+    def call(self) -> Call:
+        return _bound(self._call, "call")
+
+    @property
+    def persona(self) -> Persona:
+        return _bound(self._persona, "persona")
+
+    @property
+    def provider(self) -> LLMProvider:
+        return _bound(self._provider, "provider")
+
+    @property
+    def recorder(self) -> CallRecorder:
+        return _bound(self._recorder, "recorder")
+
     # --- caller events --------------------------------------------------------------------
     async def setup(self, start: CallStart) -> None:
         """Bind to the call (creating it if the voice webhook never ran) and load its history."""
         async with self._lock:
-            if self.call is not None:
+            if self._call is not None:
                 logger.warning("call %s: second setup ignored", start.call_sid)
                 return
-            session = await start_session(start)
-            self.call, self.persona = session.call, session.call.persona
-            self.provider = provider_for(self.persona)
+            # One conversation per call: an old socket still on it here stops first, its writes
+            # flushed, so the history loaded next is complete.
+            taken_here = await handover.take_over_here(start.call_sid)
+            try:
+                session = await start_session(start)
+                # Bound to another session until now, perhaps live in another process: once that
+                # one has stopped, the history is read again, with its last writes.
+                moved = not taken_here and session.previous_session not in ("", start.session_id)
+                moved = moved and not session.call.is_over
+                if moved and await handover.take_over_elsewhere(start.call_sid, start.session_id):
+                    session = await start_session(start)
+            except DATABASE_DOWN as exc:
+                logger.error("call %s: database unreachable at setup (%s)", start.call_sid, exc)
+                session = await session_start_offline(start)
+            self._call, self._persona = session.call, session.call.persona
+            self._provider = provider_for(self.persona)
             self.turns = [
                 TurnState(t.sequence, t.role, t.text, t.generated_text, t.interrupted, t.tool_calls)
                 for t in session.turns
@@ -129,9 +166,13 @@ class Conversation:
             self.languages = session.languages
             self.language = self.call.metadata.get("language", self.persona.language)
             self.tools = tools_for(self.persona, self.languages)
-            self.recorder = CallRecorder(self.call)
+            self._recorder = CallRecorder(self.call)
+            if session.offline:  # the call's row first, then its turns
+                call = self.call
+                self.recorder.then(lambda: call_row_ensure(call))
             self.timers.prefix = f"call:{start.call_sid}"
             self._arm_time_limit()
+            handover.hold(start.call_sid, self)
             logger.info(
                 "call %s: session %s bound (%s turns)", start.call_sid, start.session_id, len(self.turns)
             )
@@ -185,13 +226,13 @@ class Conversation:
             if self._ready("speak") and self.generation is None:
                 self._speak(line)
 
-    def note_error(self, source: str, description: str) -> None:
+    def note_error(self, source: ErrorSource, description: str) -> None:
         """Keep a transport's error on the call (shown in the admin), off the token path."""
-        if self.recorder:
-            self.recorder.note("errors", {"source": source, "description": description[:500]})
+        if self._recorder is not None:
+            self._recorder.note("errors", {"source": source, "description": description[:500]})
 
     async def relay_error(self, description: str) -> None:
-        call_sid = self.call.call_sid if self.call else "(before setup)"
+        call_sid = self._call.call_sid if self._call else "(before setup)"
         logger.warning("call %s: ConversationRelay error: %s", call_sid, description)
         self.note_error("relay", description)
 
@@ -204,10 +245,26 @@ class Conversation:
             await self.timers.cancel_all()
             self._drop_pending_end("the call ended first")
             await self._abort_generation(heard=None)
-            if self.recorder is None:
+            if self._recorder is None:
                 return
+            handover.release(self.call.call_sid, self)
             self.recorder.end_call(SOCKET)
             await self.recorder.close()
+
+    async def hand_over(self) -> None:
+        """Another socket took the call over (a Twilio reconnect that overlapped this one): stop,
+        store what was sent, flush the writes, and hang up this socket. The call goes on there,
+        so it is not ended."""
+        async with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            await self.timers.cancel_all()
+            self._drop_pending_end("another socket took the call over")
+            await self._abort_generation(heard=None)
+            handover.release(self.call.call_sid, self)
+            await self.recorder.close()
+        await self.output.hang_up()
 
     # --- turn taking ----------------------------------------------------------------------
     async def _answer(self, text: str) -> None:
@@ -217,10 +274,22 @@ class Conversation:
             logger.info("call %s: empty prompt ignored", self.call.call_sid)
             return
         prompted_at = time.monotonic()
+        self._follow_persona_edits()
         self._caller_active("the caller spoke")
         await self._abort_generation(heard=None)
         self._append_turn(Turn.Role.USER, text)
         self._start_generation(prompted_at, self._from_model)
+
+    def _follow_persona_edits(self) -> None:
+        """A persona edited since the last reply, in this process or another (agents.directory
+        hears of both), answers from the next reply on: its prompt, model and tools."""
+        persona = directory.current(self.persona)
+        if persona is self.persona:
+            return
+        self._persona = self.call.persona = persona
+        self._provider = provider_for(persona)
+        self.tools = tools_for(persona, self.languages)
+        logger.info("call %s: the persona was edited; the next reply follows the edit", self.call.call_sid)
 
     def _caller_active(self, reason: str) -> None:
         """The caller is there: no check-in, and a goodbye they talk over does not hang up."""
@@ -233,7 +302,9 @@ class Conversation:
         request = request_for(
             self.persona, messages, system=self._system_prompt(), tools=self.tools if tools is None else tools
         )
-        return await stream_into(self.provider.stream(request), reply)
+        # The persona's stall limits end a reply the model stops sending long before the total cap.
+        watch = StallWatch(self.persona.first_token_timeout_seconds, self.persona.token_gap_timeout_seconds)
+        return await stream_into(self.provider.stream(request), reply, watch)
 
     def _system_prompt(self) -> str:
         parts = [self.persona.system_prompt]
@@ -248,7 +319,12 @@ class Conversation:
 
     # --- generation -----------------------------------------------------------------------
     def _start_generation(
-        self, prompted_at: float, produce: Producer, *, then_end: dict | None = None, follow_up: bool = False
+        self,
+        prompted_at: float,
+        produce: Producer,
+        *,
+        then_end: Handoff | None = None,
+        follow_up: bool = False,
     ) -> None:
         if self.closed or self.generation is not None:
             # One reply in flight, on a live call. Callers abort the current reply first; this
@@ -258,7 +334,7 @@ class Conversation:
             logger.info("call %s: reply not started: %s", self.call.call_sid, why)
             return
         marker = MarkerDetector(self.persona.end_call_marker) if self.persona.end_call_marker else None
-        filters = [marker] if marker else []
+        filters: list[SpeechFilter] = [marker] if marker else []
         filters.append(SpeechCleaner(allow_ssml=self.persona.allow_ssml))
         if self.persona.speech_chunking == Persona.Chunking.PHRASE:
             filters.append(PhraseChunker("phrase"))
@@ -276,8 +352,11 @@ class Conversation:
         try:
             async with asyncio.timeout(settings.RELAY_REPLY_TIMEOUT_SECONDS):
                 calls = await produce(reply)
-        except Exception as exc:  # the provider failed, or went silent past the bound
-            await self._speak_fallback(reply, exc)
+        except Exception as exc:  # the provider failed, stalled (ReplyStalled) or ran past the cap
+            self._note_model_failure(exc)
+            if not reply.aborted:
+                await self._fall_back(generation)
+                return
         if reply.aborted:
             return  # whoever aborted it stores it
         await reply.flush()
@@ -287,17 +366,35 @@ class Conversation:
         turn = self._store_reply(generation, interrupted=False, has_tools=bool(calls))
         await self._after_reply(generation, turn, calls)
 
-    async def _speak_fallback(self, reply: ReplyStream, exc: Exception) -> None:
+    def _note_model_failure(self, exc: Exception) -> None:
         sequence = len(self.turns)
+        if isinstance(exc, TimeoutError) and not str(exc):
+            exc = TimeoutError(f"the reply ran past its {settings.RELAY_REPLY_TIMEOUT_SECONDS:g} s cap")
         level = logging.WARNING if isinstance(exc, ProviderError) else logging.ERROR
         logger.log(
             level, "call %s turn %s: model failed: %s", self.call.call_sid, sequence, exc, exc_info=exc
         )
         self.recorder.note("errors", {"source": "model", "turn": sequence, "error": str(exc)[:500]})
-        line = self.persona.fallback_line
-        if reply.parts and not reply.parts[-1].endswith((" ", "\n")):
-            line = f" {line}"
-        await reply.write(line)
+
+    async def _fall_back(self, generation: Generation) -> None:
+        """The reply failed: say the persona's fallback line as a reply of its own.
+
+        What the caller already heard ends there, as its own turn (the talk cycle closed), and the
+        line follows as a new utterance and turn: never spliced into a sentence, on the wire or in
+        the transcript. The next request reads both, merged into one assistant message. Text the
+        speech filters still held was never said and is dropped (kept in `generated_text`)."""
+        reply = generation.reply
+        if reply.spoken:
+            await self.output.send_token("", True)  # an interrupt here aborts us and stores it
+        self.generation = None
+        partial_turn = self._store_reply(generation, interrupted=False, text=reply.spoken_text)
+        # Nothing said yet: the line is the reply, timed from the caller's prompt as a reply is.
+        # A closing line that failed still ends the call once the fallback is said.
+        self._speak(
+            self.persona.fallback_line,
+            then_end=generation.then_end,
+            prompted_at=time.monotonic() if partial_turn else generation.prompted_at,
+        )
 
     async def _abort_generation(self, *, heard: Heard | tuple[str, float | None] | None) -> None:
         """Stop the reply in flight (if any) and store it: truncated to `heard` when the caller
@@ -310,7 +407,8 @@ class Conversation:
         try:
             await asyncio.wait_for(generation.task, CANCEL_TIMEOUT)
         except asyncio.CancelledError:
-            if asyncio.current_task().cancelling():
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
                 raise  # we are being cancelled ourselves, not just the reply
         except TimeoutError:
             logger.error("call %s: aborted reply did not stop in %ss", self.call.call_sid, CANCEL_TIMEOUT)
@@ -331,14 +429,16 @@ class Conversation:
                 self._truncate(turn, turn.generated_text, spoken, None)
 
     def _store_reply(
-        self, generation: Generation, *, interrupted: bool, has_tools: bool = False
+        self, generation: Generation, *, interrupted: bool, has_tools: bool = False, text: str | None = None
     ) -> TurnState | None:
+        """Keep the reply as an assistant turn: `text` is what the caller heard (all of it unless
+        given); None when nothing reached the caller."""
         reply = generation.reply
         if not reply.spoken and not has_tools:
             return None  # nothing reached the caller: no turn to keep
         return self._append_turn(
             Turn.Role.ASSISTANT,
-            reply.text,
+            reply.text if text is None else text,
             generated_text=reply.text,
             interrupted=interrupted,
             first_token_ms=_ms(reply.first_token_at, generation.prompted_at),
@@ -349,7 +449,7 @@ class Conversation:
     async def _after_reply(
         self, generation: Generation, turn: TurnState | None, calls: list[ToolCall]
     ) -> None:
-        end: tuple[dict, dict | None] | None = None
+        end: tuple[Handoff, dict | None] | None = None
         switched = False
         for call in calls:
             if call.name in TERMINAL and end is None:
@@ -401,7 +501,7 @@ class Conversation:
         return f"switched to {code}"
 
     def _schedule_end(
-        self, handoff: dict, turn: TurnState | None, record: dict | None, reply: ReplyStream
+        self, handoff: Handoff, turn: TurnState | None, record: dict | None, reply: ReplyStream
     ) -> None:
         """End the session once the caller has heard the goodbye (estimated from its length)."""
         self.pending_end = PendingEnd(handoff, turn, record)
@@ -453,8 +553,9 @@ class Conversation:
 
     def _arm_time_limit(self) -> None:
         limit = self.persona.max_call_seconds
+        started_at = self.call.started_at  # set as the session starts; now if it somehow is not
         if limit:
-            elapsed = (timezone.now() - self.call.started_at).total_seconds()
+            elapsed = (timezone.now() - started_at).total_seconds() if started_at else 0.0
             self.timers.start("time_limit", max(0.0, limit - elapsed), self._on_time_limit)
 
     async def _on_time_limit(self) -> None:
@@ -472,14 +573,17 @@ class Conversation:
             if number:
                 await self._answer(_keypad_text(number))
 
-    def _speak(self, line: str, *, then_end: dict | None = None) -> None:
-        """Say a fixed line as the agent (check-ins, closing lines), interruptible like any reply."""
+    def _speak(self, line: str, *, then_end: Handoff | None = None, prompted_at: float | None = None) -> None:
+        """Say a fixed line as the agent (check-ins, closing lines, the fallback line),
+        interruptible like any reply."""
 
         async def produce(reply: ReplyStream) -> list[ToolCall]:
             await reply.write(line)
             return []
 
-        self._start_generation(time.monotonic(), produce, then_end=then_end)
+        self._start_generation(
+            time.monotonic() if prompted_at is None else prompted_at, produce, then_end=then_end
+        )
 
     # --- turns ----------------------------------------------------------------------------
     def _append_turn(
@@ -531,12 +635,18 @@ class Conversation:
         )
 
     def _ready(self, what: str) -> bool:
-        if self.call is None or self.closed or self.ending:
+        if self._call is None or self.closed or self.ending:
             logger.warning(
-                "%s ignored: %s", what, "no setup yet" if self.call is None else "the session is over"
+                "%s ignored: %s", what, "no setup yet" if self._call is None else "the session is over"
             )
             return False
         return True
+
+
+def _bound[T](value: T | None, what: str) -> T:
+    if value is None:
+        raise RuntimeError(f"conversation: {what} used before setup")
+    return value
 
 
 def _ms(at: float | None, since: float) -> int | None:
@@ -557,8 +667,11 @@ def _keypad_text(number: str) -> str:
     )
 
 
-def _handoff(call: ToolCall) -> dict[str, Any]:
-    arguments = {k: v for k, v in call.arguments.items() if isinstance(v, str | int | float | bool)}
-    if call.name == TRANSFER:
-        return {"action": "transfer", **arguments}
-    return {"action": "end", **arguments}
+def _handoff(call: ToolCall) -> Handoff:
+    """The handoff data of an end_call or transfer_to_human call: its declared arguments, as text."""
+    handoff: Handoff = {"action": "transfer" if call.name == TRANSFER else "end"}
+    for key in HANDOFF_ARGUMENTS:
+        value = call.arguments.get(key)
+        if isinstance(value, str | int | float | bool):
+            handoff[key] = str(value)
+    return handoff

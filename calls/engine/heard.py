@@ -139,7 +139,7 @@ def chunk_words(chunk: str) -> list[str]:
         if match["cur"]:
             words.append(SYMBOL_WORDS[match["cur"]])
         return words
-    words: list[str] = []
+    words = []
     for part in re.findall(r"[^\W_]+|[%&+@$€£]", core.replace("'", "").replace("’", "")):
         words.extend(
             chunk_words(part) if (part.isdigit() or part in SYMBOL_WORDS) and part != core else [part]

@@ -4,16 +4,18 @@ Providers only yield what the model produced (text deltas, then tool calls); the
 them here (`stream_into`), writes each delta through the speech filters to the transport, and on
 abort stops reading and closes the provider's iterator, which closes its HTTP stream. So the
 providers in `agents/llm/` never need an engine type, and no import runs from `agents` to `calls`.
+A `StallWatch` (calls/engine/stalls.py) may bound the wait for each delta.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Protocol
 
 from agents.llm.base import ToolCall
+from calls.engine.stalls import StallWatch
 
 
 class SpeechFilter(Protocol):
@@ -74,17 +76,24 @@ class ReplyStream:
         return "".join(self.spoken)
 
 
-async def stream_into(deltas: AsyncIterator[str | ToolCall], reply: ReplyStream) -> list[ToolCall]:
+async def stream_into(
+    deltas: AsyncGenerator[str | ToolCall], reply: ReplyStream, watch: StallWatch | None = None
+) -> list[ToolCall]:
     """Write a provider's text deltas into `reply` until it ends or is aborted; return the tool
-    calls it asked for (none once aborted). The iterator is always closed, and `reply` ended."""
+    calls it asked for (none once aborted). The iterator is always closed, and `reply` ended.
+    With a `watch`, a model that goes quiet past its limits raises ReplyStalled."""
     calls: list[ToolCall] = []
+    watch = watch or StallWatch()  # without limits it only stamps deltas: one loop for both
+    clock = time.monotonic
     try:
-        async with aclosing(deltas):
+        # The watch outside: a stall closes the provider's stream before it is reported.
+        async with watch, aclosing(deltas):
             async for delta in deltas:
+                watch.last = clock()  # the watch's whole per-token cost
                 if reply.aborted:
                     return []  # leaving closes the provider's stream: no more tokens are paid for
                 if delta.__class__ is str:
-                    await reply.write(delta)  # type: ignore[arg-type]
+                    await reply.write(delta)
                 else:
                     calls.append(delta)  # type: ignore[arg-type]
     finally:

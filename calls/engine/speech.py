@@ -134,7 +134,8 @@ class SpeechCleaner:
         return text
 
     def _drain(self, *, final: bool) -> str:
-        s, out, i = self._held, [], 0
+        s, i = self._held, 0
+        out: list[str] = []
         while i < len(s):
             c = s[i]
             if c.isspace():

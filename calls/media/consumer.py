@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 class MediaStreamConsumer(TwilioSocketConsumer):
     label = "media"
     binding_frame = Start
+    binding_kind = "start"
 
     def opened(self) -> None:
         # Imported with the first media call: numpy, soxr and onnxruntime cost a process 35 MB
@@ -21,6 +22,9 @@ class MediaStreamConsumer(TwilioSocketConsumer):
         from calls.media.session import MediaCall
 
         self.call = MediaCall(self._send_text, self.hang_up)
+
+    def is_bound(self) -> bool:
+        return bool(self.call.stream_sid)
 
     def parse(self, raw: str | bytes | None) -> object:
         return parse_event(raw)
@@ -52,7 +56,8 @@ class MediaStreamConsumer(TwilioSocketConsumer):
         if self.gone:
             return
         try:
-            await self.base_send({"type": "websocket.send", "text": text})
+            # No "bytes" key: ASGI lets it be left out, channels' test client wants it so; asgiref's type not.
+            await self.base_send({"type": "websocket.send", "text": text})  # type: ignore[arg-type]
         except Exception as exc:  # the caller hung up under a send (uvicorn: ClientDisconnected)
             self.gone = True
             logger.info("media socket gone while sending: %r", exc)

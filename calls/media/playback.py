@@ -13,6 +13,7 @@ import asyncio
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from calls.engine.heard import Heard
@@ -33,7 +34,7 @@ class Segment:
 class PlaybackLedger:
     """The chunks of the current utterance that were sent, in order, and which of them played."""
 
-    def __init__(self, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._pending: deque[Segment] = deque()
         self._played: list[str] = []

@@ -29,7 +29,9 @@ from calls.media.audio import PhoneToStt, ulaw_to_pcm16
 from calls.media.speaker import Speaker
 from calls.media.vad import BatchedVad, TurnDetector, TurnEvent, VadStream
 from calls.media.wire import Start
+from calls.metadata import Handoff
 from calls.models import Call
+from calls.store.offline import DATABASE_DOWN, answered_offline
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +50,15 @@ class MediaCall:
         self._hang_up = hang_up
         self.conversation = Conversation(self)
         self.stream_sid = ""
-        self.speaker: Speaker | None = None
-        self.stt: SpeechToText | None = None
-        self.vad: BatchedVad | None = None
+        # Set by `start`; what runs before it (a hang-up) finds them unset.
+        self._speaker: Speaker | None = None
+        self._stt: SpeechToText | None = None
+        self._vad: BatchedVad | None = None
         self._vad_stream: VadStream | None = None
+        self._detector: TurnDetector | None = None
         self._inbound: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue()
         self._listener: asyncio.Task | None = None
         self.frames_dropped = 0
-        self.detector: TurnDetector | None = None
         self.to_stt = PhoneToStt()
         self._preroll: deque[bytes] = deque(maxlen=PREROLL_FRAMES)
         self._turn_tasks: set[asyncio.Task] = set()
@@ -74,6 +77,24 @@ class MediaCall:
         self.speech_onset_at: float | None = None
         self.last_speech_frame_at: float | None = None
 
+    # What `start` sets up, for what runs after it: caller audio (its listener starts there), turns
+    # and the engine's output. Used before it, they raise.
+    @property
+    def speaker(self) -> Speaker:
+        return _started(self._speaker, "speaker")
+
+    @property
+    def stt(self) -> SpeechToText:
+        return _started(self._stt, "speech-to-text")
+
+    @property
+    def vad(self) -> BatchedVad:
+        return _started(self._vad, "VAD")
+
+    @property
+    def detector(self) -> TurnDetector:
+        return _started(self._detector, "turn detector")
+
     # --- the call's start ------------------------------------------------------------------------
     async def start(self, start: Start) -> bool:
         """Bind to the call and greet the caller; False when the stream names no call of ours."""
@@ -85,12 +106,12 @@ class MediaCall:
         self.stream_sid = start.stream_sid
         await self.conversation.setup(start.call)
         persona = self.conversation.persona
-        self.detector = TurnDetector(providers.vad_settings(persona))
-        self.vad = BatchedVad.for_this_loop()
-        self._vad_stream = self.vad.open()
-        self.stt = providers.speech_to_text(persona)
+        self._detector = TurnDetector(providers.vad_settings(persona))
+        self._vad = BatchedVad.for_this_loop()
+        self._vad_stream = self._vad.open()
+        self._stt = providers.speech_to_text(persona)
         tts = providers.text_to_speech(persona)
-        self.speaker = Speaker(tts, self._send, self.stream_sid, on_error=self._voice_failed)
+        self._speaker = Speaker(tts, self._send, self.stream_sid, on_error=self._voice_failed)
         await asyncio.gather(self._start_stt(), self._start_tts(tts))
         turns = self.conversation.turns
         if len(turns) == 1 and turns[0].role == "assistant" and turns[0].text:
@@ -139,9 +160,8 @@ class MediaCall:
             while not inbound.empty():
                 frames.append(inbound.get_nowait())
             try:
-                scored = [
-                    (ulaw, at, self.vad.submit(self._vad_stream, ulaw_to_pcm16(ulaw))) for ulaw, at in frames
-                ]
+                vad, stream = self.vad, _started(self._vad_stream, "VAD stream")
+                scored = [(ulaw, at, vad.submit(stream, ulaw_to_pcm16(ulaw))) for ulaw, at in frames]
             except Exception:
                 logger.exception("stream %s: caller audio not scored", self.stream_sid)
                 continue
@@ -158,9 +178,10 @@ class MediaCall:
         completed: speech-to-text while the caller is in a turn, and the turn events."""
         # Kept as it came: only audio that goes to speech-to-text is resampled (most frames do not).
         self._preroll.append(ulaw)
-        was_in_speech = self.detector.in_speech
-        speech_starts = self.detector.settings.start_threshold
-        speech_ends = self.detector.settings.end_threshold
+        detector = self.detector
+        was_in_speech = detector.in_speech
+        speech_starts = detector.settings.start_threshold
+        speech_ends = detector.settings.end_threshold
         for probability in probabilities:
             # For the latency lines: speech begins above the start threshold after a quiet
             # stretch, and its last frame is the last one not yet below the end threshold (the
@@ -171,7 +192,7 @@ class MediaCall:
                 self.last_speech_frame_at = arrived_at
             else:
                 self._quiet = True
-            event = self.detector.observe(probability, agent_speaking=self.speaker.speaking)
+            event = detector.observe(probability, agent_speaking=self.speaker.speaking)
             if event is TurnEvent.BARGE_IN:
                 await self.barge_in()
             elif event is TurnEvent.END_OF_TURN:
@@ -186,7 +207,7 @@ class MediaCall:
                 else:
                     await self._stt_call(self.stt.clear())
                 return
-        if self.detector.in_speech:
+        if detector.in_speech:
             await self._transcribe(was_in_speech)
 
     async def _transcribe(self, continuing: bool) -> None:
@@ -271,8 +292,8 @@ class MediaCall:
         logger.info("stream %s: agent stopped; the caller heard %r", self.stream_sid, heard.text[-60:])
 
     def mark(self, name: str) -> None:
-        if self.speaker is not None:
-            self.speaker.ledger.echoed(name)
+        if self._speaker is not None:
+            self._speaker.ledger.echoed(name)
 
     async def dtmf(self, digit: str) -> None:
         await self.conversation.dtmf(digit)
@@ -294,12 +315,17 @@ class MediaCall:
         # The persona's speech providers are set per call; a language switch keeps them.
         logger.info("stream %s: language switch to %s kept the persona's voice", self.stream_sid, code)
 
+    async def hang_up(self) -> None:
+        """Close the stream (another socket took the call over); closing it closes this call."""
+        await self._hang_up()
+
     async def send_end(self, handoff_data: str) -> None:
         """The agent ends the call: once the goodbye has played, store the handoff, close the
         stream, and `<Connect action>` carries on from the stored handoff
         (calls/webhooks/stream_actions.py). Runs as its own task: the engine calls this holding
         its lock, which closing the conversation takes too."""
-        self.conversation.recorder.set_metadata("handoff", json.loads(handoff_data))
+        handoff: Handoff = json.loads(handoff_data)
+        self.conversation.recorder.set_metadata("handoff", handoff)
         self._ending = asyncio.create_task(self._end_after_goodbye(), name=f"end:{self.stream_sid}")
         self._ending.add_done_callback(_log_failure)
 
@@ -348,24 +374,25 @@ class MediaCall:
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        if self._vad_stream is not None:
-            self.vad.close(self._vad_stream)
+        if self._vad is not None and self._vad_stream is not None:
+            self._vad.close(self._vad_stream)
         try:
             cut = self._cut_at  # a barge-in the hang-up cut short: its cut still holds
-            if cut is None and self.speaker is not None and self.speaker.speaking and self._ending is None:
+            speaker = self._speaker
+            if cut is None and speaker is not None and speaker.speaking and self._ending is None:
                 # Hung up while the agent talked: the turn keeps what was played, as at a barge-in.
-                cut = self.speaker.ledger.heard()
+                cut = speaker.ledger.heard()
             if cut is not None:
                 await self.conversation.interrupt(heard=cut)
         finally:
             try:
                 await self.conversation.close()
             finally:
-                if self.speaker is not None:
-                    await self.speaker.close()
-                if self.stt is not None:
+                if self._speaker is not None:
+                    await self._speaker.close()
+                if self._stt is not None:
                     with contextlib.suppress(Exception):
-                        await self.stt.close()
+                        await self._stt.close()
 
 
 async def _call_is_ours(start: Start) -> bool:
@@ -373,17 +400,33 @@ async def _call_is_ours(start: Start) -> bool:
     that has not ended: the handshake's signature is the same for every call, so a replayed
     socket must not create calls or reopen old ones."""
     call_id = start.call.custom_parameters.get("call_id", "")
-    exists = (
-        call_id.isdigit()
-        and await Call.objects.filter(
-            pk=int(call_id), call_sid=start.call.call_sid, ended_at__isnull=True
-        ).aexists()
-    )
+    if not call_id and answered_offline(start.call.call_sid):
+        return True  # answered while the database was away: it has no id yet
+    try:
+        exists = (
+            call_id.isdigit()
+            and await Call.objects.filter(
+                pk=int(call_id), call_sid=start.call.call_sid, ended_at__isnull=True
+            ).aexists()
+        )
+    except DATABASE_DOWN:
+        # Nothing to check against: a signed stream naming a call id goes on rather than failing
+        # a live caller; the call's writes wait for the database.
+        logger.warning(
+            "stream %s: call %s not checked, the database is unreachable", start.stream_sid, call_id
+        )
+        return call_id.isdigit()
     if not exists:
         logger.warning(
             "stream %s refused: no live call %s with id %r", start.stream_sid, start.call.call_sid, call_id
         )
     return exists
+
+
+def _started[T](value: T | None, what: str) -> T:
+    if value is None:
+        raise RuntimeError(f"media call: {what} used before the stream started")
+    return value
 
 
 def _log_failure(task: asyncio.Task) -> None:

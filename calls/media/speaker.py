@@ -122,7 +122,8 @@ class Speaker:
             try:
                 await worker
             except asyncio.CancelledError:
-                if asyncio.current_task().cancelling():
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
                     raise  # this task is cancelled too (the call is closing), not just the worker
             except Exception:
                 pass  # the worker's own failure was logged where it happened

@@ -9,10 +9,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from calls import twilio_ids
 from calls.engine.events import CallStart
 from calls.frames import FrameError, parse_json_frame
+from calls.twilio_ids import sid_problem
 
 MAX_PAYLOAD_BYTES = 16_000  # two seconds of mu-law in one event is already far from Twilio's 20 ms
 
@@ -72,6 +76,14 @@ def _start(data: dict) -> Start:
     call_sid = _str(start, "callSid")
     if not stream_sid or not call_sid:
         raise FrameError("start without streamSid or callSid")
+    # The event that binds the call: its identifiers go into queries and columns, so they must be Twilio's.
+    problem = (
+        sid_problem("streamSid", stream_sid, twilio_ids.STREAM)
+        or sid_problem("callSid", call_sid, twilio_ids.CALL)
+        or sid_problem("accountSid", _str(start, "accountSid"), twilio_ids.ACCOUNT, required=False)
+    )
+    if problem:
+        raise FrameError(f"start: {problem}")
     params = start.get("customParameters") or {}
     if not isinstance(params, dict):
         raise FrameError("start: customParameters is not an object")
@@ -113,7 +125,7 @@ def _dtmf(data: dict) -> Dtmf:
     return Dtmf(digit)
 
 
-PARSERS = {
+PARSERS: dict[str, Callable[[dict[str, Any]], Event]] = {
     "connected": lambda d: Connected(_str(d, "protocol")),
     "start": _start,
     "media": _media,

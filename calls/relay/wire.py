@@ -7,10 +7,14 @@ ignored, and anything we cannot use raises FrameError with a reason for the log.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from calls import twilio_ids
 from calls.engine.events import CallStart
 from calls.frames import FrameError, parse_json_frame
+from calls.twilio_ids import sid_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,14 @@ def _setup(data: dict) -> CallStart:
     call_sid = _str(data, "callSid")
     if not call_sid:
         raise FrameError("setup without callSid")
+    # The frame that binds the call: its identifiers go into queries and columns, so they must be Twilio's.
+    problem = (
+        sid_problem("callSid", call_sid, twilio_ids.CALL)
+        or sid_problem("accountSid", _str(data, "accountSid"), twilio_ids.ACCOUNT, required=False)
+        or sid_problem("sessionId", _str(data, "sessionId"), twilio_ids.ANY, required=False)
+    )
+    if problem:
+        raise FrameError(f"setup: {problem}")
     params = data.get("customParameters") or {}
     if not isinstance(params, dict):
         raise FrameError("setup: customParameters is not an object")
@@ -88,7 +100,7 @@ def _prompt(data: dict) -> Prompt:
     )
 
 
-PARSERS = {
+PARSERS: dict[str, Callable[[dict[str, Any]], Frame]] = {
     "setup": _setup,
     "prompt": _prompt,
     "interrupt": lambda d: Interrupt(

@@ -81,7 +81,7 @@ def parse_stream_twiml(twiml: str | bytes) -> StreamTwiml:
         raise SimulatorError(f"the voice webhook did not answer TwiML ({exc})") from exc
     connect_ = root.find("./Connect")
     stream = connect_.find("Stream") if connect_ is not None else None
-    if stream is None or not stream.get("url"):
+    if connect_ is None or stream is None or not stream.get("url"):
         said = " ".join(text.strip() for text in root.itertext() if text.strip())
         relay = (
             " (it connected ConversationRelay: drop --media)"

@@ -20,6 +20,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError, connection, connections, models, router
+from django.db.models.options import Options
 
 
 def reconnecting[**P, R](fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -42,15 +43,23 @@ def save_each(objs: Sequence[models.Model], fields: Sequence[str]) -> None:
         return
     opts = type(objs[0])._meta
     db = connections[router.db_for_write(type(objs[0]))]
-    columns = [opts.get_field(name) for name in fields]
+    columns = [_column(opts, name) for name in fields]
     quote = db.ops.quote_name
     sql = (
-        f"UPDATE {quote(opts.db_table)} SET {', '.join(f'{quote(f.column)} = %s' for f in columns)}"
-        f" WHERE {quote(opts.pk.column)} = %s"
+        f"UPDATE {quote(opts.db_table)} SET {', '.join(f'{quote(column)} = %s' for _, column in columns)}"
+        f" WHERE {quote(_column(opts, opts.pk.name)[1])} = %s"
     )
-    rows = [[f.get_db_prep_save(f.pre_save(obj, False), db) for f in columns] + [obj.pk] for obj in objs]
+    rows = [[f.get_db_prep_save(f.pre_save(obj, False), db) for f, _ in columns] + [obj.pk] for obj in objs]
     with db.cursor() as cursor:
         cursor.executemany(sql, rows)
+
+
+def _column(opts: Options[Any], name: str) -> tuple[models.Field[Any, Any], str]:
+    """The field `name` names and its column; a name with none (a reverse relation) is refused."""
+    field = opts.get_field(name)
+    if not isinstance(field, models.Field) or field.column is None:
+        raise ValueError(f"{opts.label}.{name} has no column to update")
+    return field, field.column
 
 
 async def in_db_thread[**P, R](fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:

@@ -9,24 +9,27 @@ each time. A hop per write per call (0.6 ms of ORM each) made every call's token
 a few short hops a second do not.
 
 Closing a recorder waits until its call's writes are applied, so every turn that was spoken is
-stored before the socket's coroutines end.
+stored before the socket's coroutines end. While the database is unreachable the writes wait, in
+order, and are retried until it is back (`CallWrites`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Literal, overload
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from calls.metadata import EngineError, Handoff
 from calls.models import Call, Turn
 from calls.store.db import drain_task, reconnecting
 from calls.store.lifecycle import calls_ended
@@ -35,9 +38,16 @@ logger = logging.getLogger(__name__)
 
 Write = Callable[[], Any]
 
+# The pauses between attempts while the database is unreachable: short at first (a restart
+# takes seconds), then at most this long.
+RETRY_FIRST_SECONDS = 0.25
+RETRY_MAX_SECONDS = 2.0
+
 
 @transaction.atomic
-def call_metadata_update(call_id: int, key: str, *, append: dict | None = None, value: Any = None) -> None:
+def call_metadata_update(
+    call_id: int, key: str, *, append: EngineError | None = None, value: object = None
+) -> None:
     """Set or append to a key of Call.metadata under a row lock (callbacks write metadata too)."""
     call = Call.objects.select_for_update().only("metadata").get(pk=call_id)
     if append is not None:
@@ -98,12 +108,16 @@ class CallRecorder:
     def update_turn(self, sequence: int, **fields: Any) -> None:
         self._queue(_UpdateTurn(self.call, sequence, fields))
 
-    def note(self, key: str, entry: dict) -> None:
-        """Keep an event (an error, a warning) in the call's metadata, timestamped."""
-        entry = {"at": timezone.now().isoformat(), **entry}
-        self._queue(_Run(self.call, lambda: call_metadata_update(self.call.pk, key, append=entry)))
+    def note(self, key: Literal["errors"], entry: EngineError) -> None:
+        """Keep an event (an error) in the call's metadata, timestamped."""
+        stamped: EngineError = {"at": timezone.now().isoformat(), **entry}
+        self._queue(_Run(self.call, lambda: call_metadata_update(self.call.pk, key, append=stamped)))
 
-    def set_metadata(self, key: str, value: Any) -> None:
+    @overload
+    def set_metadata(self, key: Literal["language"], value: str) -> None: ...
+    @overload
+    def set_metadata(self, key: Literal["handoff"], value: Handoff) -> None: ...
+    def set_metadata(self, key: str, value: object) -> None:
         self._queue(_Run(self.call, lambda: call_metadata_update(self.call.pk, key, value=value)))
 
     def end_call(self, source: str) -> None:
@@ -120,12 +134,23 @@ class CallRecorder:
         if self._closed:
             return
         self._closed = True
+        if not await self.applied(timeout):
+            logger.error(
+                "call %s: database writes not applied after %ss; they stay queued until the database takes them",
+                self.call.call_sid,
+                timeout,
+            )
+
+    async def applied(self, timeout: float = 30.0) -> bool:
+        """Wait until every write queued so far is applied; False if that took longer than `timeout`
+        (the writes stay queued)."""
         applied = _Applied()
         self._writes.submit(applied)
         try:
             await asyncio.wait_for(asyncio.shield(applied.done), timeout)
         except TimeoutError:
-            logger.error("call %s: database writes did not finish in %ss", self.call.call_sid, timeout)
+            return False
+        return True
 
     def _queue(self, op: _Op) -> None:
         if self._closed:
@@ -136,13 +161,20 @@ class CallRecorder:
 
 class CallWrites:
     """The writes of every live call on one event loop, applied in batches. Its task runs only
-    while there is something to write, so nothing lingers after the last call."""
+    while there is something to write, so nothing lingers after the last call.
+
+    While the database cannot be reached (a restart, a failover) the writes wait here, in order,
+    and are tried again with a growing pause until it is back: no turn is lost and no sequence
+    gets a gap. Memory is bounded by RELAY_WRITE_QUEUE_LIMIT; past it new writes are dropped,
+    loudly."""
 
     _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CallWrites] = weakref.WeakKeyDictionary()
 
     def __init__(self) -> None:
         self._pending: list[_Op] = []
         self._task: asyncio.Task[None] | None = None
+        self._outage_since: float | None = None
+        self.dropped = 0  # writes refused because the queue was full
 
     @classmethod
     def for_this_loop(cls) -> CallWrites:
@@ -152,56 +184,168 @@ class CallWrites:
             writes = cls._per_loop[loop] = cls()
         return writes
 
+    @property
+    def waiting(self) -> int:
+        """Writes queued and not yet applied."""
+        return len(self._pending)
+
     def submit(self, op: _Op) -> None:
+        if len(self._pending) >= settings.RELAY_WRITE_QUEUE_LIMIT and not isinstance(op, _Applied):
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.error(
+                    "call writes queue full (%s waiting for the database): %s writes dropped so far",
+                    len(self._pending),
+                    self.dropped,
+                )
+            return
         self._pending.append(op)
         if self._task is None:
             self._task = drain_task(self._run(), name="call-writes")
 
     async def _run(self) -> None:
+        pause = settings.RELAY_WRITE_BATCH_SECONDS
         try:
             while self._pending:
                 # Let the other calls' writes of this moment join the batch.
-                await asyncio.sleep(settings.RELAY_WRITE_BATCH_SECONDS)
+                await asyncio.sleep(pause)
                 batch, self._pending = self._pending, []
                 try:
-                    # Not in_db_thread: each write retries on its own after a dropped connection,
-                    # and retrying a whole batch could insert its turns twice.
-                    await sync_to_async(apply_batch)(batch)
+                    # Not in_db_thread: apply_batch retries each write on its own, and retrying
+                    # a whole batch could insert its turns twice.
+                    waiting = await sync_to_async(apply_batch)(batch)
                 except Exception:  # apply_batch keeps one call's failure from the others
                     logger.exception("a batch of %s call writes failed", len(batch))
-                finally:
-                    for op in batch:
-                        if isinstance(op, _Applied) and not op.done.done():
-                            op.done.set_result(None)
+                    waiting = []
+                self._pending[:0] = waiting  # before anything queued meanwhile: order holds
+                pause = self._after_attempt(len(batch), len(waiting), pause)
+                still = {id(op) for op in waiting}
+                for op in batch:
+                    if isinstance(op, _Applied) and id(op) not in still and not op.done.done():
+                        op.done.set_result(None)
         finally:
             self._task = None
 
+    def _after_attempt(self, tried: int, waiting: int, pause: float) -> float:
+        """Log the outage's start and end; the pause before the next attempt."""
+        if not waiting:
+            if self._outage_since is not None:
+                logger.warning(
+                    "database reachable again after %.1f s: the call writes that waited are applied",
+                    time.monotonic() - self._outage_since,
+                )
+                self._outage_since = None
+            return settings.RELAY_WRITE_BATCH_SECONDS
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            logger.error(
+                "database unreachable: %s call writes wait, in order, and are retried until it is back",
+                waiting,
+            )
+            return RETRY_FIRST_SECONDS
+        return min(pause * 2, RETRY_MAX_SECONDS)
 
-def apply_batch(batch: list[_Op]) -> None:
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached: the write waits for it rather than being dropped."""
+
+
+def _database_reachable() -> bool:
+    try:
+        connection.close()
+        connection.ensure_connection()
+    except Exception:
+        return False
+    return True
+
+
+def _attempt[**P, R](fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run one write. A database error with the database unreachable is DatabaseUnavailable (the
+    write waits); with it reachable, the write itself failed and the error is raised."""
+    try:
+        return reconnecting(fn, *args, **kwargs)
+    except (InterfaceError, OperationalError) as exc:
+        if not _database_reachable():
+            raise DatabaseUnavailable(str(exc)) from exc
+        raise
+
+
+Step = tuple[list[_Op], Callable[[], None]]
+
+
+def apply_batch(batch: list[_Op]) -> list[_Op]:
     """Apply the ops in order, except that the turns created and the calls ended between two other
     writes go in one INSERT and one transaction (turns first: a call's summary reads them). An
     update of a turn created in the same batch is folded into its INSERT (a truncated reply is
-    then written once)."""
-    turns: list[Turn] = []
-    unsaved: dict[tuple[int, int], Turn] = {}
+    then written once).
+
+    Returns what could not be applied because the database is unreachable: the first such op and
+    every op after it, to be tried again in the same order. Each step either commits whole or not
+    at all, so the retry repeats nothing that was stored."""
+    steps = _steps(batch)
+    for index, (_, step) in enumerate(steps):
+        try:
+            step()
+        except DatabaseUnavailable:
+            return [op for ops, _ in steps[index:] for op in ops]
+    return []
+
+
+def _steps(batch: list[_Op]) -> list[Step]:
+    steps: list[Step] = []
+    creates: list[_Op] = []
+    turns: list[_PendingTurn] = []
+    unsaved: dict[tuple[int, int], _PendingTurn] = {}
     ends: list[_EndCall] = []
+    applied: list[_Op] = []
+
+    def flush() -> None:
+        nonlocal creates, turns, unsaved, ends, applied
+        if creates:
+            steps.append((creates, partial(_insert, turns)))
+        if ends:
+            steps.append((list(ends), partial(_end, ends)))
+        if applied:
+            steps.append((applied, _nothing))  # resolved once everything before it is applied
+        creates, turns, unsaved, ends, applied = [], [], {}, [], []
+
     for op in batch:
         if isinstance(op, _CreateTurn):
-            turn = Turn(call=op.call, **op.fields)
-            turns.append(turn)
-            unsaved[(op.call.pk, turn.sequence)] = turn
-        elif isinstance(op, _UpdateTurn) and (op.call.pk, op.sequence) in unsaved:
-            for name, value in op.fields.items():
-                setattr(unsaved[(op.call.pk, op.sequence)], name, value)
+            # A call answered while the database was away gets its pk from its _EnsureCall, an
+            # earlier step: the Turn is built when its step runs.
+            creates.append(op)
+            turns.append(_PendingTurn(op))
+            unsaved[(id(op.call), op.fields["sequence"])] = turns[-1]
+        elif isinstance(op, _UpdateTurn) and (id(op.call), op.sequence) in unsaved:
+            creates.append(op)
+            unsaved[(id(op.call), op.sequence)].fields.update(op.fields)
         elif isinstance(op, _EndCall):
             ends.append(op)
-        elif isinstance(op, _UpdateTurn | _Run):
-            _insert(turns)
-            _end(ends)
-            turns, unsaved, ends = [], {}, []
-            _write(op)
-    _insert(turns)
-    _end(ends)
+        elif isinstance(op, _Applied):
+            applied.append(op)
+        else:
+            flush()
+            steps.append(([op], partial(_write, op)))
+    flush()
+    return steps
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass(slots=True)
+class _PendingTurn:
+    """A turn to insert: its fields, with the updates queued before it was written folded in."""
+
+    create: _CreateTurn
+    fields: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fields = dict(self.create.fields)
+
+    def build(self) -> Turn:
+        return Turn(call=self.create.call, **self.fields)
 
 
 def _end(ends: list[_EndCall]) -> None:
@@ -209,8 +353,10 @@ def _end(ends: list[_EndCall]) -> None:
         group = [end for end in ends if end.source == source]
         try:
             sessions = {end.call.pk: end.session_id for end in group}
-            reconnecting(calls_ended, list(sessions), source=source, sessions=sessions)
+            _attempt(calls_ended, list(sessions), source=source, sessions=sessions)
             continue
+        except DatabaseUnavailable:
+            raise
         except Exception:
             logger.exception("ending %s calls at once failed; ending them one by one", len(group))
         for end in group:
@@ -218,25 +364,42 @@ def _end(ends: list[_EndCall]) -> None:
             _write(_Run(end.call, ended))
 
 
-def _insert(turns: list[Turn]) -> None:
-    if not turns:
+def _insert(pending: list[_PendingTurn]) -> None:
+    if not pending:
         return
+    turns = [turn.build() for turn in pending]
     try:
-        reconnecting(Turn.objects.bulk_create, turns)
+        _attempt(Turn.objects.bulk_create, turns)
         return
+    except DatabaseUnavailable:
+        raise
     except Exception:
         logger.exception("inserting %s turns at once failed; inserting them one by one", len(turns))
     for turn in turns:  # one bad turn must not cost the other calls theirs
         turn.pk = None
-        _write(_Run(turn.call, lambda turn=turn: turn.save(force_insert=True)))
+        _write(_Run(turn.call, partial(_insert_one, turn)))
+
+
+def _insert_one(turn: Turn) -> None:
+    try:
+        turn.save(force_insert=True)
+    except IntegrityError:
+        # Stored already when the connection dropped before the commit was acknowledged: the
+        # same turn is there, so this is not a clash.
+        same = {"role": turn.role, "text": turn.text, "generated_text": turn.generated_text}
+        if not Turn.objects.filter(call_id=turn.call_id, sequence=turn.sequence, **same).exists():
+            raise
+        logger.info("call %s turn %s was stored already", turn.call.call_sid, turn.sequence)
 
 
 def _write(op: _UpdateTurn | _Run) -> None:
     try:
         if isinstance(op, _UpdateTurn):
-            reconnecting(Turn.objects.filter(call_id=op.call.pk, sequence=op.sequence).update, **op.fields)
+            _attempt(Turn.objects.filter(call_id=op.call.pk, sequence=op.sequence).update, **op.fields)
         else:
-            reconnecting(op.write)
+            _attempt(op.write)
+    except DatabaseUnavailable:
+        raise
     except Exception:
         # One bad write must not cost the call its other turns.
         logger.exception("call %s: a database write failed", op.call.call_sid)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, models, transaction
 from django.utils import timezone
 
 from agents import directory
@@ -43,7 +43,9 @@ def _direction(value: str) -> str:
 
 def _fit(value: str, field: str) -> str:
     # `From` can be a long SIP URI or client identity; a truncated number beats a 500 mid-ring.
-    return value[: Call._meta.get_field(field).max_length]
+    column = Call._meta.get_field(field)
+    assert isinstance(column, models.CharField)
+    return value[: column.max_length]
 
 
 def _described(incoming: IncomingCall) -> dict[str, str]:
@@ -163,6 +165,8 @@ class RelaySession:
     call: Call
     turns: list[Turn]
     languages: list[str]  # the persona's own first, then the ones it may switch to
+    offline: bool = False  # bound while the database was away: the call's row is written later
+    previous_session: str = ""  # the session the call was bound to before this one
 
 
 def relay_sessions_start(starts: list[CallStart]) -> list[RelaySession | Exception]:
@@ -196,10 +200,12 @@ def _start_sessions(starts: list[CallStart]) -> list[RelaySession | Exception]:
     calls.update((call.call_sid, call) for call in Call.objects.bulk_create(new.values()))
 
     entries = {}
+    previous: dict[str, str] = {}
     for start in starts:
         call = calls.get(start.call_sid)
         if call is None:
             continue
+        previous.setdefault(start.call_sid, call.session_id)
         entry = entries[start.call_sid] = directory.persona_entry(call.persona_id)
         call.persona = entry.persona
         call.session_id = start.session_id
@@ -214,7 +220,12 @@ def _start_sessions(starts: list[CallStart]) -> list[RelaySession | Exception]:
     for turn in Turn.objects.filter(call__in=bound).in_order():
         histories[turn.call_id].append(turn)
     return [
-        RelaySession(call, histories[call.pk], entries[start.call_sid].languages)
+        RelaySession(
+            call,
+            histories[call.pk],
+            entries[start.call_sid].languages,
+            previous_session=previous[start.call_sid],
+        )
         if (call := calls.get(start.call_sid)) is not None
         else failed[start.call_sid]
         for start in starts

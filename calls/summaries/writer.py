@@ -74,14 +74,16 @@ class Line:
 # --- the task's entry points ------------------------------------------------------------------
 
 
-def call_summarize(call_id: int) -> str:
+def call_summarize(call_id: int, *, resume: bool = False) -> str:
     """Summarise one ended call and store the result; the summary status it ends in.
 
     Raises SummaryUnavailable for errors worth retrying; records every other failure on the call.
-    Does nothing (returns "") unless the call's summary is queued or already running: a duplicate
-    delivery, or a call that reconnected after its summary was asked for.
+    Does nothing (returns "") unless the call's summary is queued: a duplicate delivery, a run
+    someone else is doing, or a call that reconnected after its summary was asked for. `resume`
+    (a message redelivered because its worker died) also takes over a "running" summary: the
+    one this message's dead worker left.
     """
-    call = _claim(call_id)
+    call = _claim(call_id, resume=resume)
     if call is None:
         return ""
     lines = transcript_lines(call)
@@ -113,6 +115,15 @@ def summary_failed(call_id: int, *, reason: str) -> str:
     return _finish(call_id, status=Call.SummaryStatus.FAILED, error=reason)
 
 
+def summary_release(call_id: int) -> None:
+    """Hand a running summary back ("queued") before a retry: the retry claims it like any other
+    message, and a duplicate meanwhile can't run it twice. If the retry is lost, the sweep finds
+    it queued."""
+    Call.objects.filter(pk=call_id, summary_status=Call.SummaryStatus.RUNNING).update(
+        summary_status=Call.SummaryStatus.QUEUED, updated_at=timezone.now()
+    )
+
+
 def retry_delay(retries: int) -> float:
     """Exponential backoff with jitter: SUMMARY_RETRY_BASE_SECONDS, then twice that, and so on, capped."""
     delay = min(MAX_RETRY_DELAY_SECONDS, settings.SUMMARY_RETRY_BASE_SECONDS * 2**retries)
@@ -122,9 +133,13 @@ def retry_delay(retries: int) -> float:
 # --- reading and writing the call -------------------------------------------------------------
 
 
-def _claim(call_id: int) -> Call | None:
+def _claim(call_id: int, *, resume: bool = False) -> Call | None:
+    # One conditional UPDATE: of the messages for one call (a duplicate, the sweep's), one runs.
+    # updated_at is the claim's heartbeat: the sweep leaves a "running" summary alone until the
+    # deadline, longer than any live attempt.
     running = Call.SummaryStatus.RUNNING
-    claimed = Call.objects.filter(pk=call_id, summary_status__in=[Call.SummaryStatus.QUEUED, running]).update(
+    claimable = [Call.SummaryStatus.QUEUED, running] if resume else [Call.SummaryStatus.QUEUED]
+    claimed = Call.objects.filter(pk=call_id, summary_status__in=claimable).update(
         summary_status=running, updated_at=timezone.now()
     )
     if not claimed:

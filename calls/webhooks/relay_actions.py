@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents import directory
+from calls.metadata import TwilioError
 from calls.models import Call
 from calls.store.lifecycle import end_locked_call, reopen_locked_call
 from calls.webhooks.transfers import no_one_available_twiml, transfer_twiml
@@ -143,14 +144,13 @@ def relay_action_twiml(end: SessionEnd) -> str:
             logger.warning("relay action for unknown call %r (%s)", end.call_sid, end.session_status)
             return say_and_hang_up()
         if end.error_code or end.error_message:
-            call.metadata.setdefault("errors", []).append(
-                {
-                    "code": end.error_code,
-                    "message": end.error_message,
-                    "session_id": end.session_id,
-                    "at": timezone.now().isoformat(),
-                }
-            )
+            error: TwilioError = {
+                "code": end.error_code,
+                "message": end.error_message,
+                "session_id": end.session_id,
+                "at": timezone.now().isoformat(),
+            }
+            call.metadata.setdefault("errors", []).append(error)
             logger.warning("call %s: relay error %s %s", call.call_sid, end.error_code, end.error_message)
         if end.handoff_data:
             call.metadata["handoff"] = _parse_handoff(end.handoff_data)

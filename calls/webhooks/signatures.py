@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterable, Mapping
 
 from django.conf import settings
+from django.http import HttpRequest
 from twilio.request_validator import RequestValidator
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def signature_is_valid(urls: Iterable[str], params: Mapping | dict, signature: s
     return False
 
 
-def webhook_signature_is_valid(request) -> bool:  # type: ignore[no-untyped-def]
+def webhook_signature_is_valid(request: HttpRequest) -> bool:
     """Validate a Twilio webhook (form POST) against its public URL, query string included."""
     url = public_url(request.get_full_path())
     return signature_is_valid(

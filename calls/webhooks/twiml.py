@@ -41,8 +41,10 @@ def connect_relay_twiml(
     )
     add_languages(relay, persona, switchable)
     # Identifiers only: customParameters travel to the socket in clear text.
-    relay.parameter(name="call_id", value=str(call.pk))
+    relay.parameter(name="call_id", value=str(call.pk or ""))  # none yet while the database is away
     relay.parameter(name="persona_id", value=str(persona.pk))
+    if not greet:  # a conversation going on: its socket cannot start without the stored history
+        relay.parameter(name="resumed", value="1")
     return str(response)
 
 
@@ -56,7 +58,7 @@ def connect_stream_twiml(*, call: Call, persona: Persona) -> str:
     stream = connect.stream(url=media_websocket_url())
     # Identifiers only: customParameters travel in clear text. The socket serves only the call
     # that `call_id` names (calls/media/session.py: _check_call).
-    stream.parameter(name="call_id", value=str(call.pk))
+    stream.parameter(name="call_id", value=str(call.pk or ""))  # none yet while the database is away
     stream.parameter(name="persona_id", value=str(persona.pk))
     return str(response)
 

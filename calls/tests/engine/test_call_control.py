@@ -41,7 +41,7 @@ def call(persona) -> Call:
 
 async def frames_until(caller, kind: str, timeout: float = 5) -> list[dict]:
     """Every frame up to and including the first of type `kind`."""
-    frames = []
+    frames: list[dict] = []
     while not frames or frames[-1]["type"] != kind:
         frames.append(await caller.ws.receive_json_from(timeout))
     return frames

@@ -278,7 +278,7 @@ def test_chunks_joined_are_exactly_the_input(size):
 
 def test_an_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="unknown chunking mode"):
-        PhraseChunker("sentence")  # type: ignore[arg-type]
+        PhraseChunker("sentence")
 
 
 # --- the pipeline ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from agents.models import Persona
 from calls.models import Turn
 from fakes.realtime_tts_server import TTS_TEST_KEY, FakeTogetherTts
 
-CALL_SID = "CA" + "m" * 32
+CALL_SID = "CA" + "e" * 32  # Twilio-shaped: the webhook and the start event refuse anything else
 STREAM_SID = "MZ" + "1" * 32
 GREETING = "Hello, how can I help?"
 SILENCE = b"\xff" * 160  # mu-law zero

@@ -20,6 +20,9 @@ from calls.media.wire import (
     parse_event,
 )
 
+CALL_SID = "CA" + "3c" * 16
+STREAM_SID = "MZ" + "4d" * 16
+
 
 def test_start_carries_the_call_and_its_parameters():
     event = parse_event(
@@ -27,17 +30,17 @@ def test_start_carries_the_call_and_its_parameters():
             {
                 "event": "start",
                 "sequenceNumber": "1",
-                "streamSid": "MZ1",
+                "streamSid": STREAM_SID,
                 "start": {
-                    "streamSid": "MZ1",
-                    "callSid": "CA1",
+                    "streamSid": STREAM_SID,
+                    "callSid": CALL_SID,
                     "customParameters": {"call_id": "7", "persona_id": "2"},
                 },
             }
         )
     )
-    assert isinstance(event, Start) and event.stream_sid == "MZ1"
-    assert event.call.call_sid == "CA1" and event.call.session_id == "MZ1"
+    assert isinstance(event, Start) and event.stream_sid == STREAM_SID
+    assert event.call.call_sid == CALL_SID and event.call.session_id == STREAM_SID
     assert event.call.custom_parameters["call_id"] == "7"
 
 
@@ -69,6 +72,26 @@ def test_media_mark_dtmf_and_stop():
 def test_unusable_events_say_why(raw, reason):
     with pytest.raises(FrameError, match=reason):
         parse_event(raw)
+
+
+def start_event(**fields: object) -> str:
+    start = {"streamSid": STREAM_SID, "callSid": CALL_SID, "accountSid": "AC" + "0" * 32, **fields}
+    return json.dumps({"event": "start", "start": start})
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"streamSid": "MZ1"}, "start: streamSid 'MZ1' is not MZ"),
+        ({"streamSid": "MZ" + "f" * 98}, "start: streamSid 'MZfff.*…' is not MZ"),
+        ({"callSid": "CA1"}, "start: callSid 'CA1' is not CA"),
+        ({"callSid": STREAM_SID}, "start: callSid 'MZ.*' is not CA"),
+        ({"accountSid": "AC" + "z" * 32}, "start: accountSid .* is not AC"),
+    ],
+)
+def test_a_start_with_identifiers_that_are_not_twilios_is_refused(fields, reason):
+    with pytest.raises(FrameError, match=reason):
+        parse_event(start_event(**fields))
 
 
 def test_outbound_events_have_exactly_the_documented_keys():

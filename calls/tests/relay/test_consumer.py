@@ -279,14 +279,16 @@ async def test_a_provider_error_mid_stream_speaks_the_fallback_and_the_call_goes
     llm.queue(scripted(llm, tokens=REPLY, error_event_after=3), scripted(llm, tokens=["Back", "."]))
     caller = await relay()
     await caller.prompt("When are you open?")
-    frames = await caller.reply()
-    assert text_of(frames) == f"Sure, we {fallback}"
+    # What was said ends its own talk cycle; the fallback follows as a new one, never spliced.
+    assert text_of(await caller.reply()) == "Sure, we"
+    assert text_of(await caller.reply()) == fallback
     await caller.prompt("Hello?")
     assert text_of(await caller.reply()) == "Back."
     await caller.hang_up()
 
-    failed = (await turns_of(live_call))[2]
-    assert failed.text == failed.generated_text == f"Sure, we {fallback}"
+    failed, apology = (await turns_of(live_call))[2:4]
+    assert failed.text == failed.generated_text == "Sure, we"
+    assert (apology.role, apology.text) == ("assistant", fallback)
     await live_call.arefresh_from_db()
     [error] = live_call.metadata["errors"]
     assert error["source"] == "model" and error["turn"] == 2 and error["error"]
@@ -303,7 +305,10 @@ async def test_provider_failures_of_every_kind_end_in_the_fallback_line(relay, l
     caller = await relay()
     await caller.prompt("Hello?")
     frames = await caller.reply()
-    assert text_of(frames).endswith(live_call.persona.fallback_line)
+    if "cut_after" in failure:  # what was said first closes its own talk cycle
+        assert text_of(frames) == "".join(REPLY[:4])
+        frames = await caller.reply()
+    assert text_of(frames) == live_call.persona.fallback_line
     assert frames[-1] == {"type": "text", "token": "", "last": True}
 
 
@@ -448,8 +453,8 @@ async def test_a_model_that_goes_silent_is_cut_off_and_the_caller_hears_the_fall
     llm.queue(scripted(llm, tokens=REPLY, hold_after=2))
     caller = await relay()
     await caller.prompt("Hello?")
-    frames = await caller.reply()
-    assert text_of(frames) == f"Sure, {live_call.persona.fallback_line}"
+    assert text_of(await caller.reply()) == "Sure,"
+    assert text_of(await caller.reply()) == live_call.persona.fallback_line
     assert (await llm.streams[0].wait_ended()).closed_early
 
 

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 import wave
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
@@ -75,7 +75,7 @@ def test_scripts_parse_and_refuse_what_they_cannot_do():
 
 # --- against a stand-in for the server --------------------------------------------------------
 
-Play = Callable[["FakeSwitchboard", ServerConnection], Awaitable[None]]
+Play = Callable[["FakeSwitchboard", ServerConnection], Coroutine[Any, Any, None]]
 
 
 def agent_frames(count: int, first: int = 0) -> list[bytes]:
@@ -97,6 +97,7 @@ class FakeSwitchboard:
         self.url = ""
 
     async def handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None  # set by the handshake
         self.headers = dict(ws.request.headers)
         player: asyncio.Task | None = None
         try:

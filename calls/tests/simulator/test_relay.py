@@ -127,6 +127,7 @@ class FakeRelay:
         self.url = ""
 
     async def handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None  # set by the handshake
         self.headers = dict(ws.request.headers)
         try:
             async for raw in ws:

@@ -114,7 +114,7 @@ async def test_concurrent_voice_webhooks_are_each_answered_with_their_own_call(
         signature = RequestValidator(twilio_token).compute_signature(url, params)
         return await async_client.post("/twilio/voice/", params, headers={"X-Twilio-Signature": signature})
 
-    sids = [f"CAconcurrent{n}" for n in range(4)]
+    sids = [f"CA{n:032x}" for n in range(4)]
     responses = await asyncio.gather(*(ring(sid) for sid in sids))
 
     assert [r.status_code for r in responses] == [200] * 4

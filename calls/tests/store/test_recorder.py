@@ -3,6 +3,8 @@ turns in one INSERT, and never at the cost of another call's turns."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
@@ -134,3 +136,59 @@ async def test_calls_ending_together_end_in_one_transaction_after_their_turns(tw
 async def close_both(a: CallRecorder, b: CallRecorder) -> None:
     await a.close()
     await b.close()
+
+
+async def test_writes_wait_out_a_database_outage_in_order(two_calls, database_outage, caplog):
+    first, second = two_calls
+    a, b = CallRecorder(first), CallRecorder(second)
+    a.create_turn(sequence=0, role="user", text="Hello?")
+    assert await a.applied(timeout=10)
+
+    database_outage.cut()  # PostgreSQL restarts: connections dropped, new ones refused
+    a.create_turn(sequence=1, role="assistant", text="Hi there, how", generated_text="Hi there, how")
+    a.update_turn(1, text="Hi there", interrupted=True)
+    a.create_turn(sequence=2, role="user", text="Are you there?")
+    a.note("errors", {"source": "relay", "description": "during the outage"})
+    b.create_turn(sequence=0, role="user", text="Are you open?")
+    a.end_call("socket")
+    closing = asyncio.create_task(a.close())
+    await wait_for_condition(lambda: database_outage.refused >= 2)  # tried, and tried again
+    assert not closing.done()
+    assert "database unreachable" in caplog.text
+
+    database_outage.restore()
+    await asyncio.wait_for(closing, 10)
+    await b.close()
+
+    assert await sync_to_async(stored)(first) == [
+        (0, "user", "Hello?", "", False, None),
+        (1, "assistant", "Hi there", "Hi there, how", True, None),
+        (2, "user", "Are you there?", "", False, None),
+    ]
+    assert [t[2] for t in await sync_to_async(stored)(second)] == ["Are you open?"]
+    await first.arefresh_from_db()
+    assert [e["description"] for e in first.metadata["errors"]] == ["during the outage"]
+    assert (first.status, first.summary_status) == (Call.Status.COMPLETED, Call.SummaryStatus.QUEUED)
+    assert "database reachable again" in caplog.text
+    assert "a database write failed" not in caplog.text
+
+
+async def test_past_the_queue_limit_writes_are_dropped_loudly(two_calls, database_outage, settings, caplog):
+    settings.RELAY_WRITE_QUEUE_LIMIT = 2
+    first, _ = two_calls
+    recorder = CallRecorder(first)
+    database_outage.cut()
+    for sequence in range(4):
+        recorder.create_turn(sequence=sequence, role="user", text=f"turn {sequence}")
+    assert "call writes queue full" in caplog.text
+    database_outage.restore()
+    await recorder.close(timeout=10)
+    assert [t[0] for t in await sync_to_async(stored)(first)] == [0, 1]
+
+
+async def wait_for_condition(predicate, timeout: float = 10.0) -> None:
+    """Poll `predicate` until it holds, or fail: what it reads changes on another thread (the
+    proxy's), which has no event for this loop to await."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)

@@ -45,7 +45,7 @@ def relay_of(response) -> ET.Element:
 
 
 def parameters_of(relay: ET.Element) -> dict[str, str]:
-    return {p.get("name"): p.get("value") for p in relay.findall("Parameter")}
+    return {p.get("name", ""): p.get("value", "") for p in relay.findall("Parameter")}
 
 
 # --- Signatures -----------------------------------------------------------------------------
