@@ -119,6 +119,11 @@ class Conversation:
         self.closed = False
         self._lock = asyncio.Lock()  # caller events and timers take turns
 
+    @property
+    def bound(self) -> bool:
+        """`setup` has bound the call."""
+        return self._call is not None
+
     # What `setup` binds. Every event but a hang-up waits for it (`_ready`); used before it, they raise.
     @property
     def call(self) -> Call:

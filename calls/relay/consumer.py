@@ -32,7 +32,7 @@ class RelayConsumer(TwilioSocketConsumer):
         self.conversation = Conversation(self)
 
     def is_bound(self) -> bool:
-        return self.conversation.call is not None
+        return self.conversation.bound
 
     def parse(self, raw: str | bytes | None) -> object:
         return parse_frame(raw)
