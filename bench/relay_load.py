@@ -324,7 +324,14 @@ async def load(args: argparse.Namespace, port: int, server_pid: int, fake: tuple
         "errors": dict(stats.errors),
         "load_seconds": round(elapsed, 1),
         "cpu_seconds": {name: round(seconds, 2) for name, seconds in cpu.items()},
-        "server_rss_mb": {"before": mb(rss_before), "peak": mb(max(stats.rss))},
+        "server_rss_mb": {
+            "before": mb(rss_before),
+            "peak": mb(max(stats.rss)),
+            # At each quarter of the load and at its end: a leak grows from one to the next.
+            "by_quarter": [
+                mb(stats.rss[min(len(stats.rss) - 1, len(stats.rss) * q // 4)]) for q in (1, 2, 3, 4)
+            ],
+        },
         "load_generator_loop_lag_ms": spread(stats.lag),
         "added_first_token_ms_by_second": by_second(stats.timeline),
         "voice_webhook_ms": spread(stats.webhook_ms) if args.webhook else None,
@@ -708,6 +715,7 @@ def table(result: dict) -> str:
         f" {cpu['server system']:.1f} s of it in the kernel)",
         f"server RSS                          peak {result['server_rss_mb']['peak']:g} MB"
         f" (before the load {result['server_rss_mb']['before']:g} MB)",
+        f"server RSS by quarter of the load   {' / '.join(f'{v:g}' for v in result['server_rss_mb']['by_quarter'])} MB",
         f"other CPU during the load           fake {cpu['fake']:.1f} s, load generator"
         f" {cpu['load generator']:.1f} s, rest of the machine {cpu['rest of the machine']:.1f} s",
         f"stolen by the hypervisor            {cpu['stolen']:.1f} s of the vCPUs' time"

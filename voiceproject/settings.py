@@ -146,7 +146,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # channels_redis waits up to 5 s in BZPOPMIN for a message, and redis-py 8 gives up
+            # reading after 5 s by default: a longer read timeout, or idle receivers time out.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
         }
     }
 else:
