@@ -9,7 +9,7 @@ from django.forms import Field as FormField
 from django.forms import Textarea
 from django.http import HttpRequest
 
-from agents.models import Persona, PersonaLanguage, PhoneNumber
+from agents.models import AgentKey, Persona, PersonaLanguage, PersonaTool, PhoneNumber
 from agents.services import persona_duplicate
 
 
@@ -25,6 +25,20 @@ class PersonaLanguageInline(admin.TabularInline):
     fields = ["code", "voice", "tts_provider", "transcription_provider", "speech_model"]
     verbose_name = "language it may switch to"
     verbose_name_plural = "Other languages it may switch to"
+
+
+class PersonaToolInline(admin.StackedInline):
+    model = PersonaTool
+    extra = 0
+    fields = [
+        ("name", "is_active"),
+        "description",
+        "parameters",
+        ("method", "url"),
+        ("timeout_seconds", "cancellable"),
+        "auth_header_env",
+    ]
+    verbose_name_plural = "HTTP tools the model may call"
 
 
 @admin.register(Persona)
@@ -44,7 +58,7 @@ class PersonaAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["created_at", "updated_at"]
     actions = ["duplicate", "make_default"]
-    inlines = [PersonaLanguageInline, PhoneNumberInline]
+    inlines = [PersonaLanguageInline, PhoneNumberInline, PersonaToolInline]
     formfield_overrides = {
         models.TextField: {"widget": Textarea(attrs={"rows": 4, "cols": 100})},
     }
@@ -107,6 +121,14 @@ class PersonaAdmin(admin.ModelAdmin):
             },
         ),
         (
+            "HTTP tools",
+            {
+                "fields": [("tool_filler_line", "tool_filler_after_seconds")],
+                "description": "The tools themselves are listed at the bottom of the page. While one runs "
+                "and the agent is silent, the filler line is said after this many seconds.",
+            },
+        ),
+        (
             "Silence and time limits",
             {
                 "fields": [
@@ -166,3 +188,35 @@ class PhoneNumberAdmin(admin.ModelAdmin):
     list_select_related = ["persona"]
     list_filter = ["persona"]
     search_fields = ["number", "label", "persona__name"]
+
+
+@admin.register(AgentKey)
+class AgentKeyAdmin(admin.ModelAdmin):
+    """API keys of agent processes (the agent socket, sdk/PROTOCOL.md). A key is shown once, as it
+    is created; only its hash is stored, so a lost key is revoked and replaced, never recovered."""
+
+    list_display = ["name", "prefix", "created_at", "created_by", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix"]
+    fields = ["name", "prefix", "created_at", "created_by", "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "created_at", "created_by", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def save_model(self, request: HttpRequest, obj: AgentKey, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        key = obj.set_new_key()
+        obj.created_by = request.user if request.user.is_authenticated else None
+        super().save_model(request, obj, form, change)
+        self.message_user(
+            request,
+            f"The key for {obj.name} is {key} — copy it now: it is shown only this once. "
+            "Agents send it as “Authorization: Bearer <key>”.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Revoke selected keys (their agents are refused from now on)")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[AgentKey]) -> None:
+        count = queryset.revoke()  # type: ignore[attr-defined]
+        self.message_user(request, f"{count} key(s) revoked.", messages.SUCCESS)

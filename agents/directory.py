@@ -29,7 +29,7 @@ from django.db import InterfaceError, OperationalError, connection, models, tran
 from django.db.models.signals import post_delete, post_save
 
 from agents import persona_feed
-from agents.models import Persona, PersonaLanguage, PhoneNumber
+from agents.models import Persona, PersonaLanguage, PersonaTool, PhoneNumber
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ class PersonaEntry:
     persona: Persona
     # The languages it may switch to, by code, as the voice webhook's TwiML declares them.
     switchable: tuple[PersonaLanguage, ...]
+    # Its active HTTP tools, loaded with it so that a call never queries for them on the event loop.
+    http_tools: tuple[PersonaTool, ...] = ()
 
     @property
     def languages(self) -> list[str]:
@@ -77,7 +79,11 @@ def persona_entry(persona_id: int) -> PersonaEntry:
 
     def load() -> PersonaEntry:
         persona = Persona.objects.get(pk=persona_id)
-        return PersonaEntry(persona, tuple(persona.languages.order_by("code")))
+        return PersonaEntry(
+            persona,
+            tuple(persona.languages.order_by("code")),
+            tuple(persona.http_tools.filter(is_active=True).order_by("name")),
+        )
 
     return _cached(_personas, persona_id, load)
 
@@ -95,6 +101,13 @@ def current(persona: Persona) -> Persona:
     A different object from `persona` means it was edited since."""
     kept = _personas.get(persona.pk)
     return persona if kept is None else kept.value.persona
+
+
+def http_tools(persona: Persona) -> tuple[PersonaTool, ...]:
+    """The active HTTP tools of the newest copy of `persona` this process has loaded (none if it
+    has loaded none): a dict lookup, safe on the event loop, like `current()`."""
+    kept = _personas.get(persona.pk)
+    return () if kept is None else kept.value.http_tools
 
 
 def _cached[K, V](store: dict[K, _Kept[V]], key: K, load: Callable[[], V]) -> V:
@@ -184,6 +197,6 @@ def reset() -> None:
         _routes.clear()
 
 
-for _model in (Persona, PersonaLanguage, PhoneNumber):
+for _model in (Persona, PersonaLanguage, PhoneNumber, PersonaTool):
     post_save.connect(forget, sender=_model, dispatch_uid=f"directory-forget-save-{_model.__name__}")
     post_delete.connect(forget, sender=_model, dispatch_uid=f"directory-forget-delete-{_model.__name__}")

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+from typing import Any
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator, URLValidator
 from django.db import models, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from agents.keys import not_a_server_secret
+from agents.tool_schema import (
+    BUILT_IN_TOOL_NAMES,
+    empty_object_schema,
+    tool_name_validator,
+    validate_arguments_schema,
+)
 from voiceproject.models import TimestampedModel
 
 bcp47_validator = RegexValidator(
@@ -25,6 +37,8 @@ e164_validator = RegexValidator(
 DEFAULT_FALLBACK_LINE = "Sorry, I'm having a little trouble right now. Could you say that again?"
 DEFAULT_FIRST_TOKEN_TIMEOUT = 8.0  # seconds; a tool-using reply's first token can take a while
 DEFAULT_TOKEN_GAP_TIMEOUT = 5.0  # seconds; streaming models send tokens many times a second
+DEFAULT_TOOL_FILLER_LINE = "One moment, please."
+DEFAULT_TOOL_FILLER_AFTER = 1.5  # seconds: a pause this long already sounds like a dropped call
 
 
 class PersonaQuerySet(models.QuerySet["Persona"]):
@@ -89,6 +103,7 @@ class Persona(TimestampedModel):
         ANTHROPIC = "anthropic", "Anthropic Claude"
         OPENAI = "openai", "OpenAI-compatible"
         DEMO = "demo", "Offline demo model"
+        AGENT = "agent", "Your agent (client-side)"
 
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=100, unique=True)
@@ -336,6 +351,22 @@ class Persona(TimestampedModel):
         "closing line", default="We're out of time for this call. Thank you for calling, goodbye."
     )
 
+    # --- HTTP tools (PersonaTool) ---
+    tool_filler_line = models.CharField(
+        "tool filler line",
+        max_length=200,
+        blank=True,
+        default=DEFAULT_TOOL_FILLER_LINE,
+        help_text="Said while a tool is still running and the agent is silent, so the caller never hears "
+        "dead air. Empty: silence.",
+    )
+    tool_filler_after_seconds = models.FloatField(
+        "filler after",
+        default=DEFAULT_TOOL_FILLER_AFTER,
+        validators=[MinValueValidator(0.2), MaxValueValidator(10.0)],
+        help_text="Seconds a tool may run, once the agent has stopped speaking, before the filler line.",
+    )
+
     summary_prompt = models.TextField(
         blank=True, help_text="How to summarise a finished call. Empty uses the built-in prompt."
     )
@@ -433,3 +464,135 @@ class PersonaLanguage(models.Model):
             raise ValidationError(
                 {"code": f"{self.code} is the persona's own language already; list only other languages."}
             )
+
+
+class PersonaTool(TimestampedModel):
+    """An HTTP endpoint the persona's model may call mid-call (calls/engine/http_tools.py runs it)."""
+
+    class Method(models.TextChoices):
+        GET = "GET", "GET (arguments in the query string)"
+        POST = "POST", "POST (arguments as a JSON body)"
+
+    persona = models.ForeignKey(Persona, on_delete=models.CASCADE, related_name="http_tools")
+    name = models.CharField(
+        max_length=64,
+        validators=[tool_name_validator],
+        help_text="What the model calls it, e.g. check_order. Not end_call, transfer_to_human or switch_language.",
+    )
+    description = models.TextField(help_text="Tells the model when to call it and what it returns.")
+    parameters = models.JSONField(
+        "arguments schema",
+        default=empty_object_schema,
+        validators=[validate_arguments_schema],
+        help_text='A JSON Schema of an object, e.g. {"type": "object", "properties": {"order": '
+        '{"type": "string"}}, "required": ["order"]}.',
+    )
+    url = models.URLField("URL", max_length=500, validators=[URLValidator(schemes=["http", "https"])])
+    method = models.CharField(max_length=4, choices=Method, default=Method.POST)
+    timeout_seconds = models.FloatField(
+        "timeout",
+        default=5.0,
+        validators=[MinValueValidator(0.5), MaxValueValidator(30.0)],
+        help_text="Seconds before the call is given up and the model told it timed out.",
+    )
+    auth_header_env = models.CharField(
+        "Authorization variable",
+        max_length=100,
+        blank=True,
+        validators=[env_var_name_validator, not_a_server_secret],
+        help_text="The NAME of the environment variable whose value is sent as the Authorization header "
+        "(e.g. ORDERS_API_AUTH holding 'Bearer …'), never the value itself. Empty: no header.",
+    )
+    cancellable = models.BooleanField(
+        default=True,
+        help_text="Cancelled when the caller interrupts. Untick for tools that change something (a "
+        "booking): they run to completion and are recorded.",
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["persona", "name"]
+        verbose_name = "HTTP tool"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["persona", "name"],
+                name="agents_persontool_unique_name",
+                violation_error_message="The persona has a tool of this name already.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(name__in=sorted(BUILT_IN_TOOL_NAMES)),
+                name="agents_persontool_not_built_in",
+                violation_error_message="That name is one of the built-in tools'.",
+            ),
+            models.CheckConstraint(
+                condition=Q(timeout_seconds__gte=0.5, timeout_seconds__lte=30.0),
+                name="agents_persontool_timeout_bounded",
+                violation_error_message="The timeout must be between 0.5 and 30 seconds.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+AGENT_KEY_MARKER = "sbk_"  # makes a leaked key recognisable (secret scanners, logs)
+AGENT_KEY_PREFIX_LENGTH = len(AGENT_KEY_MARKER) + 6  # shown in the admin; 36 of the key's 256 bits
+
+
+def agent_key_digest(key: str) -> str:
+    """SHA-256 of a key: keys are 256 random bits, so a slow password hash would add nothing."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class AgentKeyQuerySet(models.QuerySet["AgentKey"]):
+    def issue(self, name: str, created_by: Any = None) -> tuple[AgentKey, str]:
+        """A new key and its one and only plain-text copy (only the digest is stored)."""
+        agent_key = self.model(name=name, created_by=created_by)
+        key = agent_key.set_new_key()
+        agent_key.save(force_insert=True)
+        return agent_key, key
+
+    def authenticate(self, key: str) -> AgentKey | None:
+        """The live (unrevoked) key matching `key`, else None."""
+        if not key.startswith(AGENT_KEY_MARKER):
+            return None
+        return self.filter(key_hash=agent_key_digest(key), revoked_at__isnull=True).first()
+
+    def revoke(self) -> int:
+        return self.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+class AgentKey(models.Model):
+    """An API key for an agent process on the agent socket (sdk/PROTOCOL.md); only its hash is kept."""
+
+    name = models.CharField(max_length=100, help_text="Which agent or team uses it, e.g. langchain-prod.")
+    prefix = models.CharField(
+        max_length=16, editable=False, help_text="The key's first characters, to recognise it."
+    )
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, editable=False
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = AgentKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "agent key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def set_new_key(self) -> str:
+        """Give this (unsaved) row a fresh key; returns the key, which is not kept anywhere."""
+        key = AGENT_KEY_MARKER + secrets.token_urlsafe(32)
+        self.prefix = key[:AGENT_KEY_PREFIX_LENGTH]
+        self.key_hash = agent_key_digest(key)
+        return key

@@ -5,13 +5,13 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils.text import slugify
 
-from agents.models import Persona, PersonaLanguage
+from agents.models import Persona, PersonaLanguage, PersonaTool
 
 
 @transaction.atomic
 def persona_duplicate(*, persona: Persona) -> Persona:
     """An inactive, non-default copy with a free name and slug, ready to edit: the languages it may
-    switch to come along; its phone numbers stay with the original."""
+    switch to and its HTTP tools come along; its phone numbers stay with the original."""
     copy = Persona.objects.get(pk=persona.pk)
     copy.pk = None
     copy.is_default = False
@@ -37,4 +37,8 @@ def persona_duplicate(*, persona: Persona) -> Persona:
         )
         for language in persona.languages.all()
     )
+    tools = list(persona.http_tools.all())
+    for tool in tools:
+        tool.pk, tool.persona = None, copy
+    PersonaTool.objects.bulk_create(tools)
     return copy

@@ -73,6 +73,7 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 import psutil
@@ -545,14 +546,41 @@ def server_command(args: argparse.Namespace, port: int) -> list[str]:
     ]
 
 
-def prepare_database(env: dict[str, str], chunking: str) -> None:
+def prepare_database(env: dict[str, str], chunking: str, provider: str = "anthropic") -> None:
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as db:
         if not db.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
             db.execute(f'CREATE DATABASE "{DATABASE}"')
     migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"]
     subprocess.run(migrate, cwd=ROOT, env=env, check=True, timeout=180)
     with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{DATABASE}", autocommit=True) as db:
-        db.execute("UPDATE agents_persona SET speech_chunking = %s WHERE is_default", [chunking])
+        db.execute(
+            "UPDATE agents_persona SET speech_chunking = %s, llm_provider = %s WHERE is_default",
+            [chunking, provider],
+        )
+
+
+def issue_agent_key(env: dict[str, str]) -> str:
+    """A new agent key (agents.models.AgentKey), as staff would create one in the admin."""
+    code = "from agents.models import AgentKey; print(AgentKey.objects.issue('bench')[1])"
+    command = [sys.executable, "manage.py", "shell", "-c", code]
+    done = subprocess.run(command, cwd=ROOT, env=env, check=True, timeout=120, capture_output=True, text=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def start_agent(env: dict[str, str], port: int, key: str, fake_url: str, log: IO[str]) -> subprocess.Popen:
+    """bench/agent_forwarder.py connected to the server: it answers every turn from the fake."""
+    agent_env = child_env(
+        SWITCHBOARD_AGENT_URL=f"ws://127.0.0.1:{port}/ws/agent/",
+        SWITCHBOARD_API_KEY=key,
+        ANTHROPIC_BASE_URL=fake_url,
+        ANTHROPIC_API_KEY="bench",
+    )
+    command = [sys.executable, "-m", "bench.agent_forwarder"]
+    agent = subprocess.Popen(command, cwd=ROOT, env=agent_env, stdout=subprocess.PIPE, stderr=log, text=True)
+    assert agent.stdout is not None
+    if agent.stdout.readline().strip() != "ready":
+        raise BenchError("the agent process did not connect")
+    return agent
 
 
 def wait_until_ready(url: str, process: subprocess.Popen, timeout: float) -> None:
@@ -629,7 +657,7 @@ def run(args: argparse.Namespace) -> dict:
         # --summaries-inside: no Redis, as in the embedded run: they run in the server process.
         **({} if args.summaries_inside else {"REDIS_URL": REDIS_URL}),
     )
-    prepare_database(env, args.chunking)
+    prepare_database(env, args.chunking, "agent" if args.agent else "anthropic")
     redis.Redis.from_url(REDIS_URL).flushdb()
     fake_command = [sys.executable, "-m", "fakes.anthropic_server", "--tagged", "--port", str(fake_port)]
     fake_command += ["--ttft", str(args.ttft), "--rate", str(args.rate), "--tokens", str(args.tokens)]
@@ -642,6 +670,8 @@ def run(args: argparse.Namespace) -> dict:
         server = subprocess.Popen(server_command(args, port), cwd=ROOT, env=env, stdout=log, stderr=log)
         children.append(server)
         wait_until_ready(f"http://127.0.0.1:{port}/health/", server, 60)
+        if args.agent:
+            children.append(start_agent(env, port, issue_agent_key(env), fake_url, log))
         print(f"server pid {server.pid}, log {log.name}; {args.calls} calls...", file=sys.stderr)
         result = asyncio.run(
             load(args, port, server.pid, (fake_url, fake.pid)), loop_factory=uvloop.new_event_loop
@@ -795,6 +825,12 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="no REDIS_URL for the server, as in the embedded run: each ended call's summary runs in"
         " the server process (against the fake model), beside the live calls",
+    )
+    parser.add_argument(
+        "--agent",
+        action="store_true",
+        help="client-side replies: the persona's model is an agent process (bench/agent_forwarder.py,"
+        " the SDK) streaming from the same fake",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument(

@@ -32,6 +32,8 @@ def _call(name: str, arguments: Any) -> str:
 
 def tool_call_line(record: dict[str, Any]) -> ToolCallLine:
     """One stored tool call ({"name", "arguments", "result", "executed"}) for display."""
+    if "status" in record:
+        return _http_tool_call_line(record)
     executed = bool(record.get("executed"))
     result = str(record.get("result") or "")
     if executed:
@@ -45,6 +47,20 @@ def tool_call_line(record: dict[str, Any]) -> ToolCallLine:
         executed=executed,
         outcome=outcome,
         result=result if executed else "",
+    )
+
+
+def _http_tool_call_line(record: dict[str, Any]) -> ToolCallLine:
+    """A persona's HTTP tool call ({…, "status", "duration_ms"}: calls/engine/tool_loop.py): its
+    status and time taken; its result (or error) is shown whatever the status."""
+    status = str(record.get("status") or "?")
+    duration = record.get("duration_ms")
+    outcome = status if duration is None else f"{status} in {duration} ms"
+    return ToolCallLine(
+        call=_call(str(record.get("name") or "?"), record.get("arguments")),
+        executed=status == "ok",
+        outcome=outcome,
+        result=str(record.get("result") or ""),
     )
 
 

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "voiceproject.apps.SwitchboardConfig",  # the deployment checks
     "agents",
     "calls",
+    "outbound",  # signed post-call webhooks to staff-registered endpoints
 ]
 
 MIDDLEWARE = [
@@ -176,6 +177,18 @@ SUMMARY_SWEEP_INTERVAL_SECONDS = env.float("SUMMARY_SWEEP_INTERVAL_SECONDS", def
 SUMMARY_GIVE_UP_AFTER_SECONDS = env.float("SUMMARY_GIVE_UP_AFTER_SECONDS", default=24 * 3600.0)
 if SUMMARY_STALE_AFTER_SECONDS <= CELERY_TASK_TIME_LIMIT:
     raise ImproperlyConfigured("SUMMARY_STALE_AFTER_SECONDS must exceed the task's hard time limit (90 s).")
+# Outbound webhooks (outbound/): each POST's timeout (per network operation), and retries with
+# exponential backoff and jitter: 10 s, doubling, capped at 300 s, 16 attempts in all (about
+# 45 to 55 minutes), then the delivery fails (the admin can re-send it). The cap stays below the
+# visibility timeout, as a summary's retry wait does. The sweep queues again a delivery whose retry
+# message was lost.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=16)
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=10.0)
+WEBHOOK_RETRY_MAX_SECONDS = env.float("WEBHOOK_RETRY_MAX_SECONDS", default=300.0)
+WEBHOOK_SWEEP_INTERVAL_SECONDS = env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=60.0)
+if WEBHOOK_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured("WEBHOOK_MAX_ATTEMPTS must be at least 1.")
 # A message a worker took and never acknowledged (the worker was killed) goes back to the queue
 # after this long. It must exceed a summary message's longest life: its retry wait (at most
 # 300 s, writer.MAX_RETRY_DELAY_SECONDS) plus the hard time limit (90 s). Kombu's default is 1 h.
@@ -200,6 +213,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "calls.tasks.summaries_sweep",
         "schedule": SUMMARY_SWEEP_INTERVAL_SECONDS,
         "options": {"expires": SUMMARY_SWEEP_INTERVAL_SECONDS},
+    },
+    # Webhook deliveries due whose retry message was lost, queued again (outbound/sweep.py).
+    "webhooks-sweep": {
+        "task": "outbound.tasks.deliveries_sweep",
+        "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS,
+        "options": {"expires": WEBHOOK_SWEEP_INTERVAL_SECONDS},
     },
 }
 

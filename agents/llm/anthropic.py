@@ -20,7 +20,7 @@ import anthropic
 import httpx2
 from django.conf import settings
 
-from agents.llm.base import ModelRequest, ProviderError, SharedClient, ToolCall, ToolSpec
+from agents.llm.base import ModelRequest, ProviderError, SharedClient, ToolCall, ToolRound, ToolSpec
 from agents.llm.sse import sse_events
 from agents.llm.tools import ToolCallAssembler
 from agents.llm.transport import TIMEOUT, body_reader, read_to_end, sdk_http_client
@@ -49,11 +49,13 @@ class AnthropicProvider(SharedClient):
             # No temperature: Anthropic's API version 2026-10-21 (the SDK 2.x default) rejects
             # sampling parameters, and the SDK no longer offers them.
             "system": request.system,
-            "messages": request.messages,
+            "messages": anthropic_messages(request) if request.tool_rounds else request.messages,
             "stream": True,
         }
         if request.tools:
             body["tools"] = [anthropic_tool(tool) for tool in request.tools]
+            if not request.tools_allowed:
+                body["tool_choice"] = {"type": "none"}
         try:
             async with self.client.messages.with_streaming_response.create(**body) as response:
                 tool_calls = ToolCallAssembler()
@@ -121,3 +123,25 @@ def text_delta(data: bytes) -> str | None:
 
 def anthropic_tool(tool: ToolSpec) -> dict[str, Any]:
     return {"name": tool.name, "description": tool.description, "input_schema": tool.parameters}
+
+
+def anthropic_messages(request: ModelRequest) -> list[dict[str, Any]]:
+    """The history, then each tool round: the assistant's text and tool_use blocks, then a user
+    message of their tool_result blocks (the Messages API's format for tool use)."""
+    messages: list[dict[str, Any]] = [dict(message) for message in request.messages]
+    for round_ in request.tool_rounds:
+        messages.extend(anthropic_round(round_))
+    return messages
+
+
+def anthropic_round(round_: ToolRound) -> list[dict[str, Any]]:
+    content: list[dict[str, Any]] = [{"type": "text", "text": round_.text}] if round_.text.strip() else []
+    content.extend(
+        {"type": "tool_use", "id": r.call.id, "name": r.call.name, "input": r.call.arguments}
+        for r in round_.results
+    )
+    results = [
+        {"type": "tool_result", "tool_use_id": r.call.id, "content": r.content, "is_error": r.is_error}
+        for r in round_.results
+    ]
+    return [{"role": "assistant", "content": content}, {"role": "user", "content": results}]

@@ -38,6 +38,25 @@ class ToolCall:
     id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What running one of the model's tool calls gave: sent back to the model as the call's result."""
+
+    call: ToolCall
+    content: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRound:
+    """One exchange within a reply: the model wrote `text` and called tools; these are their results.
+    Each provider writes a round in its own format after the text-only `messages` (Anthropic:
+    tool_use then tool_result blocks; OpenAI: `tool_calls`, then one `tool` message per call)."""
+
+    text: str
+    results: tuple[ToolResult, ...]
+
+
 class ProviderError(Exception):
     """The model could not produce (the rest of) a reply."""
 
@@ -53,6 +72,11 @@ class ModelRequest:
     max_tokens: int = 300
     temperature: float = 0.7
     tools: Sequence[ToolSpec] = ()
+    # The tool exchanges of the reply so far, after `messages`; empty for an ordinary reply.
+    tool_rounds: Sequence[ToolRound] = ()
+    # False: the tools are still described (a history with tool calls needs them) but the model
+    # must answer in words (tool_choice "none"): the last round of a bounded tool loop.
+    tools_allowed: bool = True
     speaker: str = ""  # who is speaking, for the demo model's lines
 
 

@@ -18,7 +18,7 @@ import aiohttp
 import httpx2
 import openai
 
-from agents.llm.base import ModelRequest, ProviderError, SharedClient, ToolCall, ToolSpec
+from agents.llm.base import ModelRequest, ProviderError, SharedClient, ToolCall, ToolRound, ToolSpec
 from agents.llm.sse import sse_events
 from agents.llm.tools import ToolCallAssembler
 from agents.llm.transport import TIMEOUT, body_reader, read_to_end, sdk_http_client
@@ -38,13 +38,19 @@ class OpenAIProvider(SharedClient):
     async def stream(self, request: ModelRequest) -> AsyncGenerator[str | ToolCall]:
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [{"role": "system", "content": request.system}, *request.messages],
+            "messages": [
+                {"role": "system", "content": request.system},
+                *request.messages,
+                *(message for round_ in request.tool_rounds for message in openai_round(round_)),
+            ],
             "temperature": request.temperature,
             "max_tokens": request.max_tokens,
             "stream": True,
         }
         if request.tools:
             body["tools"] = [openai_tool(tool) for tool in request.tools]
+            if not request.tools_allowed:
+                body["tool_choice"] = "none"
         try:
             async with self.client.chat.completions.with_streaming_response.create(**body) as response:
                 tool_calls = ToolCallAssembler()
@@ -104,3 +110,26 @@ def openai_tool(tool: ToolSpec) -> dict[str, Any]:
         "type": "function",
         "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters},
     }
+
+
+def openai_round(round_: ToolRound) -> list[dict[str, Any]]:
+    """One tool round as Chat Completions takes it: the assistant message with its `tool_calls`
+    (arguments as a JSON string), then a `tool` message with each call's result."""
+    calls = [
+        {
+            "id": r.call.id,
+            "type": "function",
+            "function": {"name": r.call.name, "arguments": json.dumps(r.call.arguments)},
+        }
+        for r in round_.results
+    ]
+    # Chat Completions has no error flag on a tool message: an error says so in its content.
+    results = [
+        {
+            "role": "tool",
+            "tool_call_id": r.call.id,
+            "content": f"Error: {r.content}" if r.is_error else r.content,
+        }
+        for r in round_.results
+    ]
+    return [{"role": "assistant", "content": round_.text or None, "tool_calls": calls}, *results]

@@ -49,6 +49,8 @@ PERSONA_FORM_FIELDS = [
     "idle_goodbye_line",
     "max_call_seconds",
     "max_call_line",
+    "tool_filler_line",
+    "tool_filler_after_seconds",
     "llm_provider",
     "llm_model",
     "temperature",
@@ -81,7 +83,9 @@ def persona_form(persona: Persona, **changes) -> dict:
         field: "" if (value := getattr(persona, field)) is None else value for field in PERSONA_FORM_FIELDS
     }
     data.update({box: "on" if getattr(persona, box) else "" for box in PERSONA_FORM_CHECKBOXES})
-    data.update(management_form("languages") | management_form("phone_numbers"))
+    data.update(
+        management_form("languages") | management_form("phone_numbers") | management_form("http_tools")
+    )
     data.update(changes)
     return {k: v for k, v in data.items() if not (k in PERSONA_FORM_CHECKBOXES and v == "")}
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_persona_is_read_once_then_served_from_memory(default_persona, django_assert_num_queries):
-    with django_assert_num_queries(2):  # the persona, its languages
+    with django_assert_num_queries(3):  # the persona, its languages, its HTTP tools
         first = directory.persona_entry(default_persona.pk)
     with django_assert_num_queries(0):
         assert directory.persona_entry(default_persona.pk) is first

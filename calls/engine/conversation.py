@@ -29,9 +29,10 @@ from django.utils import timezone
 
 from agents import directory
 from agents.llm import ProviderError, provider_for, request_for
-from agents.llm.base import LLMProvider, ToolCall, ToolSpec
+from agents.llm.base import LLMProvider, ModelRequest, ToolCall, ToolResult, ToolSpec
 from agents.llm.history import normalise_history
 from agents.models import Persona
+from calls.agent.provider import AbortReason, AgentProvider
 from calls.engine import handover
 from calls.engine.dtmf import DtmfCollector
 from calls.engine.events import CallStart
@@ -40,6 +41,7 @@ from calls.engine.reply import ReplyStream, SpeechFilter, stream_into
 from calls.engine.speech import MarkerDetector, PhraseChunker, SpeechCleaner, SpeechPipeline
 from calls.engine.stalls import StallWatch
 from calls.engine.timers import Timers
+from calls.engine.tool_loop import ToolLoop
 from calls.engine.tools import END_CALL, SWITCH_LANGUAGE, TERMINAL, TRANSFER, tool_record, tools_for
 from calls.metadata import HANDOFF_ARGUMENTS, ErrorSource, Handoff
 from calls.models import Call, Turn
@@ -84,6 +86,7 @@ class Generation:
     marker: MarkerDetector | None = None
     then_end: Handoff | None = None  # a closing line: end the call once it is spoken
     follow_up: bool = False  # already a continuation (after a language switch): no further one
+    tool_loop: ToolLoop | None = None  # the persona's HTTP tools it called (calls/engine/tool_loop.py)
     task: asyncio.Task[None] = field(init=False)  # started right after, with the generation
 
 
@@ -118,6 +121,7 @@ class Conversation:
         self.ending = False  # `end` was sent: Twilio is taking the call back
         self.closed = False
         self._lock = asyncio.Lock()  # caller events and timers take turns
+        self._late_tools: set[asyncio.Task[ToolResult]] = set()  # non-cancellable tools outliving their reply
 
     @property
     def bound(self) -> bool:
@@ -163,7 +167,7 @@ class Conversation:
                 logger.error("call %s: database unreachable at setup (%s)", start.call_sid, exc)
                 session = await session_start_offline(start)
             self._call, self._persona = session.call, session.call.persona
-            self._provider = provider_for(self.persona)
+            self._provider = self._provider_for(self.persona)
             self.turns = [
                 TurnState(t.sequence, t.role, t.text, t.generated_text, t.interrupted, t.tool_calls)
                 for t in session.turns
@@ -215,7 +219,7 @@ class Conversation:
             self._caller_active("the caller interrupted")
             cut = heard if heard is not None else (utterance, duration_ms)
             if self.generation is not None:
-                await self._abort_generation(heard=cut)
+                await self._abort_generation(heard=cut, reason="interrupted")
                 return
             # The reply had finished streaming, but the caller heard less than was sent.
             last = self.turns[-1] if self.turns else None
@@ -223,6 +227,7 @@ class Conversation:
                 logger.info("call %s: interrupt with no agent turn to truncate", self.call.call_sid)
                 return
             self._cut(last, last.generated_text or last.text, cut)
+            await self._tell_provider("interrupted", last.text, sent=last.generated_text)
 
     async def speak(self, line: str) -> None:
         """Say a fixed line as the agent (a transport's apology when its speech provider failed),
@@ -249,10 +254,11 @@ class Conversation:
             self.closed = True
             await self.timers.cancel_all()
             self._drop_pending_end("the call ended first")
-            await self._abort_generation(heard=None)
+            await self._abort_generation(heard=None, reason="ended")
             if self._recorder is None:
                 return
             handover.release(self.call.call_sid, self)
+            await self._late_tools_settled()
             self.recorder.end_call(SOCKET)
             await self.recorder.close()
 
@@ -266,7 +272,7 @@ class Conversation:
             self.closed = True
             await self.timers.cancel_all()
             self._drop_pending_end("another socket took the call over")
-            await self._abort_generation(heard=None)
+            await self._abort_generation(heard=None, reason="handed_over")
             handover.release(self.call.call_sid, self)
             await self.recorder.close()
         await self.output.hang_up()
@@ -292,9 +298,23 @@ class Conversation:
         if persona is self.persona:
             return
         self._persona = self.call.persona = persona
-        self._provider = provider_for(persona)
+        self._provider = self._provider_for(persona)
         self.tools = tools_for(persona, self.languages)
         logger.info("call %s: the persona was edited; the next reply follows the edit", self.call.call_sid)
+
+    def _provider_for(self, persona: Persona) -> LLMProvider:
+        """A client-side persona's replies come from its call's agent process (calls/agent/), over
+        one provider for the whole call; every other persona's from a model (agents/llm/)."""
+        if persona.llm_provider != Persona.LlmProvider.AGENT:
+            return provider_for(persona)
+        return self._provider if isinstance(self._provider, AgentProvider) else AgentProvider(self)
+
+    async def _tell_provider(self, reason: AbortReason, heard: str, *, sent: str | None = None) -> None:
+        """Tell a provider that wants to know (an agent process) why its reply was cut short;
+        `sent` names a reply that had finished streaming before the caller cut it."""
+        aborting = getattr(self._provider, "aborting", None)
+        if aborting is not None:
+            await aborting(reason, heard, sent)
 
     def _caller_active(self, reason: str) -> None:
         """The caller is there: no check-in, and a goodbye they talk over does not hang up."""
@@ -307,6 +327,22 @@ class Conversation:
         request = request_for(
             self.persona, messages, system=self._system_prompt(), tools=self.tools if tools is None else tools
         )
+        calls = await self._stream_reply(request, reply)
+        if calls and (http_tools := {tool.name: tool for tool in directory.http_tools(self.persona)}):
+            generation = self.generation
+            if generation is not None and generation.reply is reply:
+                tool_loop = ToolLoop(
+                    http_tools,
+                    continue_with=self._stream_reply,
+                    filler=self.persona.tool_filler_line,
+                    filler_after=lambda r: _until_spoken(r) + self.persona.tool_filler_after_seconds,
+                )
+                if tool_loop.wants(calls):
+                    generation.tool_loop = tool_loop
+                    return await tool_loop.run(reply, request, calls)
+        return calls
+
+    async def _stream_reply(self, request: ModelRequest, reply: ReplyStream) -> list[ToolCall]:
         # The persona's stall limits end a reply the model stops sending long before the total cap.
         watch = StallWatch(self.persona.first_token_timeout_seconds, self.persona.token_gap_timeout_seconds)
         return await stream_into(self.provider.stream(request), reply, watch)
@@ -393,6 +429,7 @@ class Conversation:
             await self.output.send_token("", True)  # an interrupt here aborts us and stores it
         self.generation = None
         partial_turn = self._store_reply(generation, interrupted=False, text=reply.spoken_text)
+        await self._tell_provider("failed", reply.spoken_text)
         # Nothing said yet: the line is the reply, timed from the caller's prompt as a reply is.
         # A closing line that failed still ends the call once the fallback is said.
         self._speak(
@@ -401,11 +438,15 @@ class Conversation:
             prompted_at=time.monotonic() if partial_turn else generation.prompted_at,
         )
 
-    async def _abort_generation(self, *, heard: Heard | tuple[str, float | None] | None) -> None:
+    async def _abort_generation(
+        self, *, heard: Heard | tuple[str, float | None] | None, reason: AbortReason = "continued"
+    ) -> None:
         """Stop the reply in flight (if any) and store it: truncated to `heard` when the caller
-        interrupted, else to what was sent (a newer prompt or a hang-up cut it short)."""
+        interrupted, else to what was sent (a newer prompt or a hang-up cut it short). The
+        provider is told `reason` once what was heard is known."""
         generation, self.generation = self.generation, None
         if generation is None:
+            await self._tell_provider(reason, "")
             return
         generation.reply.abort()
         generation.task.cancel()
@@ -421,6 +462,7 @@ class Conversation:
             logger.exception("call %s: aborted reply failed while unwinding", self.call.call_sid)
         turn = self._store_reply(generation, interrupted=True)
         if turn is None:
+            await self._tell_provider(reason, "")
             return
         if heard is not None:
             self._cut(turn, turn.generated_text, heard)
@@ -432,6 +474,7 @@ class Conversation:
                 self._keep_heard(turn, turn.generated_text, Heard(spoken, 1.0, "sent"))
             else:
                 self._truncate(turn, turn.generated_text, spoken, None)
+        await self._tell_provider(reason, turn.text)
 
     def _store_reply(
         self, generation: Generation, *, interrupted: bool, has_tools: bool = False, text: str | None = None
@@ -439,9 +482,10 @@ class Conversation:
         """Keep the reply as an assistant turn: `text` is what the caller heard (all of it unless
         given); None when nothing reached the caller."""
         reply = generation.reply
-        if not reply.spoken and not has_tools:
+        tool_loop = generation.tool_loop
+        if not reply.spoken and not has_tools and not (tool_loop and tool_loop.records):
             return None  # nothing reached the caller: no turn to keep
-        return self._append_turn(
+        turn = self._append_turn(
             Turn.Role.ASSISTANT,
             reply.text if text is None else text,
             generated_text=reply.text,
@@ -449,6 +493,27 @@ class Conversation:
             first_token_ms=_ms(reply.first_token_at, generation.prompted_at),
             completed_ms=_ms(time.monotonic(), generation.prompted_at),
         )
+        if tool_loop is not None and tool_loop.records:
+            self._keep_tool_records(turn, tool_loop)
+        return turn
+
+    def _keep_tool_records(self, turn: TurnState, tool_loop: ToolLoop) -> None:
+        """The HTTP tool calls go on the turn of their reply, ahead of any built-in ones; a call
+        still running (not cancellable, its reply cut short) is saved again once it settles."""
+        turn.tool_calls.extend(tool_loop.records)
+        self._save_tool_calls(turn)
+        late = tool_loop.late()
+        if late:
+            tool_loop.on_late = lambda _record: self._save_tool_calls(turn)
+            self._late_tools.update(late)
+            for task in late:
+                task.add_done_callback(self._late_tools.discard)
+
+    async def _late_tools_settled(self) -> None:
+        """Before the call's writes are closed, non-cancellable tools that outlived their reply
+        finish (each within its own timeout), so their results are stored."""
+        if self._late_tools:
+            await asyncio.wait(set(self._late_tools))
 
     # --- after a reply: tools, closing, silence ---------------------------------------------
     async def _after_reply(
@@ -569,7 +634,7 @@ class Conversation:
                 return
             self.timers.cancel("idle")
             self.timers.cancel("keypad")
-            await self._abort_generation(heard=None)
+            await self._abort_generation(heard=None, reason="time_limit")
             self._speak(self.persona.max_call_line, then_end={"action": "end", "reason": "max_duration"})
 
     async def _on_keypad_pause(self) -> None:

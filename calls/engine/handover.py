@@ -58,6 +58,11 @@ def held_here(call_sid: str) -> bool:
     return call_sid in _live
 
 
+def holder(call_sid: str) -> Holder | None:
+    """The conversation live on the call in this process, if any (the agent socket reads its history)."""
+    return _live.get(call_sid)
+
+
 async def take_over_here(call_sid: str) -> bool:
     """Stop the conversation holding the call in this process, if any; True when there was one."""
     holder = _live.pop(call_sid, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from agents import directory
 from agents.llm.base import ToolCall, ToolSpec
 from agents.models import Persona
 
@@ -15,7 +16,8 @@ TERMINAL = frozenset({END_CALL, TRANSFER})
 
 
 def tools_for(persona: Persona, languages: Sequence[str]) -> list[ToolSpec]:
-    """The tools this persona enables; switch_language only when it has languages to switch to."""
+    """The tools this persona enables; switch_language only when it has languages to switch to;
+    then its active HTTP tools (calls/engine/tool_loop.py runs them)."""
     tools = []
     if persona.end_call_enabled:
         tools.append(
@@ -59,6 +61,9 @@ def tools_for(persona: Persona, languages: Sequence[str]) -> list[ToolSpec]:
                 },
             )
         )
+    tools.extend(
+        ToolSpec(tool.name, tool.description, tool.parameters) for tool in directory.http_tools(persona)
+    )
     return tools
 
 

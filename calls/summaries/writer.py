@@ -15,6 +15,7 @@ from typing import Literal
 import anthropic
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.dispatch import Signal
 from django.utils import timezone
 from pydantic import BaseModel, Field, ValidationError
 
@@ -28,6 +29,10 @@ DEMO_PREFIX = "Demo summary (no model configured):"
 TOOL_NAME = "record_call_summary"
 MODEL_TIMEOUT_SECONDS = 30.0  # below the task's soft time limit
 MAX_RETRY_DELAY_SECONDS = 300.0
+
+# Sent (call_id=...) once a summary is stored as done, by the run that stored it: outbound webhooks
+# listen (outbound/apps.py), and calls never import them. Skipped and failed summaries send nothing.
+call_summarized = Signal()
 
 DEFAULT_SUMMARY_PROMPT = """\
 You summarise phone calls between a caller and an AI phone agent, for the staff who follow up on \
@@ -150,9 +155,11 @@ def _claim(call_id: int, *, resume: bool = False) -> Call | None:
 
 def _finish(call_id: int, *, status: str, error: str = "", **fields: object) -> str:
     # Only over our own run: a rerun or a reconnect that reset the summary meanwhile wins.
-    Call.objects.filter(pk=call_id, summary_status=Call.SummaryStatus.RUNNING).update(
+    stored = Call.objects.filter(pk=call_id, summary_status=Call.SummaryStatus.RUNNING).update(
         summary_status=status, summary_error=error, updated_at=timezone.now(), **fields
     )
+    if stored and status == Call.SummaryStatus.DONE:
+        call_summarized.send_robust(sender=Call, call_id=call_id)  # a listener's error is logged only
     return status
 
 

@@ -184,3 +184,31 @@ def test_tool_calls_that_did_not_run_are_shown_apart_with_their_reason(staff_cli
     assert 'title="switched to es-MX"' in html
     assert ".transcript .tool-call.not-executed" in html and "dashed" in html
     assert tool_calls_of(html, 0) == []
+
+
+def test_http_tool_calls_show_their_status_time_and_result(staff_client, default_persona):
+    call = Call.objects.create(call_sid="CA" + "5" * 32, persona=default_persona)
+    Turn.objects.create(call=call, sequence=0, role=Turn.Role.USER, text="Where is A17? Book at 7.")
+    records = [
+        ("check_order", {"order": "A17"}, True, "ok", '{"status":"shipped"}', 84),
+        ("check_order", {"order": "B2"}, True, "timeout", "the tool did not answer within 5 seconds", 5003),
+        ("book_table", {"time": "7pm"}, False, "cancelled", "cancelled: the reply was cut short", 120),
+    ]
+    Turn.objects.create(
+        call=call,
+        sequence=1,
+        role=Turn.Role.ASSISTANT,
+        text="One moment, please. It shipped.",
+        tool_calls=[
+            {"name": n, "arguments": a, "executed": e, "status": s, "result": r, "duration_ms": d}
+            for n, a, e, s, r, d in records
+        ],
+    )
+    html = staff_client.get(reverse("admin:calls_call_change", args=[call.pk])).content.decode()
+    assert tool_calls_of(html, 1) == [
+        ("executed", "check_order(order=&quot;A17&quot;)", "ok in 84 ms"),
+        ("not-executed", "check_order(order=&quot;B2&quot;)", "timeout in 5003 ms"),
+        ("not-executed", "book_table(time=&quot;7pm&quot;)", "cancelled in 120 ms"),
+    ]
+    assert 'title="{&quot;status&quot;:&quot;shipped&quot;}"' in html
+    assert 'title="the tool did not answer within 5 seconds"' in html  # an error's reason is shown too
