@@ -45,8 +45,8 @@ async def agents(server) -> AsyncIterator[Callable[..., Agent]]:
     _, key = await sync_to_async(AgentKey.objects.issue)("sdk-test")
     made: list[Agent] = []
 
-    def make(**options: float) -> Agent:
-        made.append(Agent(url=server.ws_url("/ws/agent/"), api_key=key, **options))
+    def make(*, close_grace: float = 5.0) -> Agent:
+        made.append(Agent(url=server.ws_url("/ws/agent/"), api_key=key, close_grace=close_grace))
         return made[-1]
 
     yield make
