@@ -76,6 +76,9 @@ RELAY_WRITE_BATCH_SECONDS = env.float("RELAY_WRITE_BATCH_SECONDS", default=0.1)
 RELAY_WRITE_QUEUE_LIMIT = env.int("RELAY_WRITE_QUEUE_LIMIT", default=100_000)
 # A socket that takes a call over from another server process waits this long for it to stop.
 HANDOVER_TIMEOUT_SECONDS = env.float("HANDOVER_TIMEOUT_SECONDS", default=3.0)
+# Agent sockets whose key staff revoked are closed within this long (each server process checks
+# the keys of its connected agents, one query, only while some are connected).
+AGENT_KEY_RECHECK_SECONDS = env.float("AGENT_KEY_RECHECK_SECONDS", default=10.0)
 # Media Streams: the calls' VAD windows are scored together, one ONNX run per tick
 # (calls/media/vad.py: BatchedVad). 10 ms costs a barge-in at most that much; at 100 calls, 0
 # (a run for whatever is queued at once) spent the process on thread hops and fell seconds behind.

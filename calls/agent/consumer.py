@@ -43,7 +43,7 @@ class AgentConsumer(TwilioSocketConsumer):
             await self.close(code=4403)  # before accept(): the handshake is refused (HTTP 403)
             return
         await self.accept()
-        self.agent = agent_hub().connect(self, agent_key.name)
+        self.agent = agent_hub().connect(self, agent_key.name, agent_key.pk)
         _touch(agent_key.pk)
         await self.send_frame(
             {

@@ -19,10 +19,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from django.conf import settings
+
 from agents.llm.base import ChatMessage, ProviderError
 from agents.llm.history import CALL_CONNECTED, normalise_history
+from agents.models import AgentKey
 from calls.agent.wire import HistoryGet, ReplyEnd, ReplyWrite
 from calls.engine import handover
+from calls.store.db import drain_task, in_db_thread
 from voiceproject.log_throttle import LogThrottle, loop_throttle
 
 logger = logging.getLogger(__name__)
@@ -36,6 +40,7 @@ class AgentLink(Protocol):
     """The connection to one agent process (the consumer)."""
 
     async def send_frame(self, frame: Mapping[str, object]) -> None: ...
+    async def hang_up(self, code: int | None = None) -> None: ...
 
 
 class NoAgentConnected(ProviderError):
@@ -47,6 +52,7 @@ class Agent:
     agent_id: str
     key_name: str
     link: AgentLink
+    key_id: int | None = None  # the AgentKey it authenticated with: revoking it closes the socket
     calls: set[str] = field(default_factory=set)
     connected: bool = True
     dropped: int = 0  # writes for aborted, ended or unknown turns
@@ -105,11 +111,29 @@ class AgentHub:
         self.calls: dict[str, Agent] = {}  # call_sid -> the agent it is assigned to
         self.turns: dict[str, AgentTurn] = {}  # replies in flight, by turn_id
         self.dropped = 0
+        self._key_watch: asyncio.Task[None] | None = None
+
+    async def _watch_keys(self) -> None:
+        """While agents are connected, every AGENT_KEY_RECHECK_SECONDS: close the sockets whose
+        key staff revoked since the handshake (in whichever process the admin ran)."""
+        while self.agents:
+            await asyncio.sleep(settings.AGENT_KEY_RECHECK_SECONDS)
+            keys = {agent.key_id for agent in self.agents.values() if agent.key_id is not None}
+            try:
+                revoked = set(await in_db_thread(_revoked_among, keys)) if keys else set()
+            except Exception as exc:  # the database is away: keep the agents, look again later
+                logger.warning("agent keys not rechecked: %s", exc)
+                continue
+            for agent in [a for a in self.agents.values() if a.key_id in revoked]:
+                logger.warning("agent %s closed: its key %s was revoked", agent.agent_id, agent.key_name)
+                await agent.link.hang_up(4403)
 
     # --- agents -----------------------------------------------------------------------------
-    def connect(self, link: AgentLink, key_name: str) -> Agent:
-        agent = Agent(f"agt_{secrets.token_hex(8)}", key_name, link)
+    def connect(self, link: AgentLink, key_name: str, key_id: int | None = None) -> Agent:
+        agent = Agent(f"agt_{secrets.token_hex(8)}", key_name, link, key_id)
         self.agents[agent.agent_id] = agent
+        if self._key_watch is None or self._key_watch.done():
+            self._key_watch = drain_task(self._watch_keys(), name="agent-key-watch")
         logger.info("agent %s connected (key %s); %s connected", agent.agent_id, key_name, len(self.agents))
         return agent
 
@@ -229,6 +253,12 @@ class AgentHub:
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AgentHub] = weakref.WeakKeyDictionary()
+
+
+def _revoked_among(key_ids: set[int]) -> list[int]:
+    return list(
+        AgentKey.objects.filter(pk__in=key_ids, revoked_at__isnull=False).values_list("pk", flat=True)
+    )
 
 
 def agent_hub() -> AgentHub:

@@ -203,6 +203,15 @@ async def test_a_revoked_key_is_refused(agent_socket, agent_key):
     assert await agent_socket(agent_key) is None
 
 
+async def test_revoking_a_key_closes_the_sockets_already_open_with_it(agent_socket, agent_key, settings):
+    settings.AGENT_KEY_RECHECK_SECONDS = 0.05
+    agent = await agent_socket()
+    assert len(agent_hub().agents) == 1
+    await in_db_thread(AgentKey.objects.all().revoke)  # staff revoke it in the admin
+    assert await agent.ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+    agent.closed = True
+
+
 async def test_malformed_agent_frames_are_dropped_counted_and_the_socket_goes_on(agent_socket, caplog):
     agent = await agent_socket()
     caplog.set_level(logging.DEBUG, logger="calls.socket")
