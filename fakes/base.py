@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from fakes.threaded import ThreadedServer
+from fakes.threaded import AiohttpServer
 
 
 @dataclass
@@ -62,7 +62,7 @@ class StreamRecord:
         return self
 
 
-class FakeProviderServer(ThreadedServer):
+class FakeProviderServer(AiohttpServer):
     """Serve in a background thread with its own event loop; queue replies, read records."""
 
     name = "provider"  # in messages and the thread's name
@@ -82,7 +82,6 @@ class FakeProviderServer(ThreadedServer):
         self._lock = threading.Lock()
         self._request_seen = threading.Condition(self._lock)
         super().__init__()
-        self._runner: web.AppRunner | None = None
         self.url = ""
 
     @property
@@ -243,22 +242,6 @@ class FakeProviderServer(ThreadedServer):
             raise
         finally:
             record.ended.set()
-
-    # --- lifecycle ----------------------------------------------------------------------
-    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        # handler_cancellation: a client hanging up cancels the handler, which is how an
-        # early close (an interrupt) is observed.
-        self._runner = web.AppRunner(self.app(), handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        sockets = site._server.sockets  # type: ignore[union-attr]
-        self.url = f"http://{host}:{sockets[0].getsockname()[1]}"
-        return self.url
-
-    async def shutdown(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 # --- command line -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ import contextlib
 import threading
 from typing import Self
 
+from aiohttp import web
 from websockets.asyncio.server import Server
 
 
@@ -82,3 +83,28 @@ class ThreadedServer:
         loop.call_soon_threadsafe(loop.stop)
         if self._thread:
             self._thread.join(10)
+
+
+class AiohttpServer(ThreadedServer):
+    """A ThreadedServer serving an aiohttp application (`app()`), with `url` once it listens.
+    A client hanging up cancels its handler (handler_cancellation), which is how the fakes see an
+    early close: an interrupt, a cancelled tool call."""
+
+    url = ""
+    _runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        raise NotImplementedError
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._runner = web.AppRunner(self.app(), handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        sockets = site._server.sockets  # type: ignore[union-attr]
+        self.url = f"http://{host}:{sockets[0].getsockname()[1]}"
+        return self.url
+
+    async def shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

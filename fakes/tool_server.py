@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from fakes.threaded import ThreadedServer
+from fakes.threaded import AiohttpServer
 
 
 @dataclass
@@ -39,7 +39,7 @@ class ToolHit:
         return self
 
 
-class FakeToolServer(ThreadedServer):
+class FakeToolServer(AiohttpServer):
     name = "tools"
 
     def __init__(self) -> None:
@@ -47,7 +47,6 @@ class FakeToolServer(ThreadedServer):
         self.url = ""
         self.hits: list[ToolHit] = []
         self._seen = threading.Condition()
-        self._runner: web.AppRunner | None = None
         self._released: asyncio.Event | None = None  # on the server's loop
 
     def release(self) -> None:
@@ -93,19 +92,8 @@ class FakeToolServer(ThreadedServer):
         finally:
             hit.ended.set()
 
-    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._released = asyncio.Event()
+    def app(self) -> web.Application:
+        self._released = asyncio.Event()  # on the server's own loop, which builds the app
         app = web.Application()
         app.router.add_route("*", "/{name}", self.handle)
-        # handler_cancellation: a client hanging up cancels the handler, so an abort is seen.
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        sockets = site._server.sockets  # type: ignore[union-attr]
-        self.url = f"http://{host}:{sockets[0].getsockname()[1]}"
-        return self.url
-
-    async def shutdown(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return app
