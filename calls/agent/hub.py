@@ -65,7 +65,9 @@ class AgentTurn:
     turn_id: str
     call_sid: str
     agent: Agent
+    frame: Mapping[str, object] = field(default_factory=dict)  # the turn.end sent for it
     deltas: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    written: bool = False  # the agent has written some of the reply
     agent_left: bool = False  # ended because the agent disconnected, not by reply.end
 
 
@@ -112,6 +114,7 @@ class AgentHub:
         self.turns: dict[str, AgentTurn] = {}  # replies in flight, by turn_id
         self.dropped = 0
         self._key_watch: asyncio.Task[None] | None = None
+        self._resending: set[asyncio.Task[None]] = set()
 
     async def _watch_keys(self) -> None:
         """While agents are connected, every AGENT_KEY_RECHECK_SECONDS: close the sockets whose
@@ -145,6 +148,11 @@ class AgentHub:
             if self.calls.get(call_sid) is agent:
                 del self.calls[call_sid]
         for turn in [t for t in self.turns.values() if t.agent is agent]:
+            if not turn.written and self.agents:
+                # Nothing of it was said yet: another agent answers it, under the same turn id.
+                self._resending.add(task := drain_task(self._resend(turn), name="agent-turn-resend"))
+                task.add_done_callback(self._resending.discard)
+                continue
             turn.agent_left = True
             self._end(turn)
         logger.info(
@@ -189,14 +197,26 @@ class AgentHub:
         """Give the call's finished caller turn to its agent (`frame` is the turn.end without its
         turn_id); raise NoAgentConnected when there is none to give it to."""
         agent = self.assign(call_sid)
-        turn = AgentTurn(f"trn_{secrets.token_hex(8)}", call_sid, agent)
+        turn_id = f"trn_{secrets.token_hex(8)}"
+        turn = AgentTurn(turn_id, call_sid, agent, {"type": "turn.end", "turn_id": turn_id, **frame})
         self.turns[turn.turn_id] = turn
         try:
-            await agent.link.send_frame({"type": "turn.end", "turn_id": turn.turn_id, **frame})
+            await agent.link.send_frame(turn.frame)
         except Exception as exc:
             self.finish(turn)
             raise NoAgentConnected(f"agent {agent.agent_id} could not be reached: {exc!r}") from exc
         return turn
+
+    async def _resend(self, turn: AgentTurn) -> None:
+        try:
+            agent = self.assign(turn.call_sid)
+            turn.agent = agent
+            await agent.link.send_frame(turn.frame)
+            logger.info("call %s: turn %s given to agent %s", turn.call_sid, turn.turn_id, agent.agent_id)
+        except Exception as exc:  # none left, or it went too: the reply ends unsaid (the fallback)
+            logger.info("call %s: turn %s not resent: %r", turn.call_sid, turn.turn_id, exc)
+            turn.agent_left = True
+            self._end(turn)
 
     def finish(self, turn: AgentTurn) -> None:
         """The engine is done with the turn: any later write for it is dropped."""
@@ -206,6 +226,7 @@ class AgentHub:
     def write(self, agent: Agent, frame: ReplyWrite) -> None:
         turn = self._turn_of(agent, frame.turn_id, "reply.write")
         if turn is not None and frame.text:
+            turn.written = True
             turn.deltas.put_nowait(frame.text)
 
     def end(self, agent: Agent, frame: ReplyEnd) -> None:

@@ -161,6 +161,27 @@ async def test_an_agent_that_disconnects_mid_reply_ends_it_and_what_was_sent_is_
     assert (reply.text, reply.generated_text, reply.interrupted) == ("Hi there", "Hi there", False)
 
 
+async def test_a_turn_its_agent_left_unanswered_goes_to_another_agent(relay, agent_socket, live_call):
+    first = await agent_socket()
+    caller = await relay()
+    await caller.prompt("Hello?")
+    turn = await first.expect("turn.end")
+    second = await agent_socket()  # connects while the first still owes the reply
+    await first.disconnect()  # before writing a word of it
+    resent = await second.expect("turn.end")
+    assert (resent["turn_id"], resent["text"], resent["history"]) == (
+        turn["turn_id"],
+        turn["text"],
+        turn["history"],
+    )
+    await second.write(resent["turn_id"], "Hi, second agent here.")
+    await second.end(resent["turn_id"])
+    assert text_of(await caller.reply()) == "Hi, second agent here."
+    await caller.hang_up()
+    reply = (await turns_of(CALL_SID))[-1]
+    assert (reply.role, reply.text) == ("assistant", "Hi, second agent here.")
+
+
 async def test_with_no_agent_connected_the_caller_hears_the_fallback_and_the_call_notes_it(relay, live_call):
     fallback = live_call.persona.fallback_line
     caller = await relay()
