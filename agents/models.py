@@ -586,10 +586,6 @@ class AgentKey(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
 
-    @property
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None
-
     def set_new_key(self) -> str:
         """Give this (unsaved) row a fresh key; returns the key, which is not kept anywhere."""
         key = AGENT_KEY_MARKER + secrets.token_urlsafe(32)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError, connections
+from django.db import connections
 
 from calls.privacy import retention
+from calls.store.db import DATABASE_DOWN
 from calls.summaries import sweep
 from calls.summaries import writer as summaries
 
@@ -18,7 +19,6 @@ SUMMARY_MAX_RETRIES = 5
 # "queued" for the sweep. Never longer: the publisher's one thread serves every ending call.
 PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.4, "interval_max": 1.0}
 # The database went away under the task (restart, failover, a killed connection).
-DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
 @shared_task(
@@ -43,7 +43,7 @@ def summarize_call(self, call_id: int) -> str:
             return summaries.summary_failed(call_id, reason=f"Gave up after {attempts} attempts: {exc}")
         summaries.summary_release(call_id)
         raise self.retry(exc=exc, countdown=summaries.retry_delay(self.request.retries)) from exc
-    except DATABASE_ERRORS as exc:
+    except DATABASE_DOWN as exc:
         # The connection is broken for good: the retry (and the release below) opens a new one.
         connections.close_all()
         if self.request.retries >= self.max_retries:
@@ -54,7 +54,7 @@ def summarize_call(self, call_id: int) -> str:
         logger.warning("summary of call %s: database error (%s), retried", call_id, exc)
         try:
             summaries.summary_release(call_id)
-        except DATABASE_ERRORS:
+        except DATABASE_DOWN:
             connections.close_all()  # still down: the sweep frees the claim after its deadline
         raise self.retry(exc=exc, countdown=summaries.retry_delay(self.request.retries)) from exc
 

@@ -11,8 +11,8 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from agents.models import Persona
 from calls.engine.events import IncomingCall
-from calls.store.db import Batched
-from calls.store.offline import DATABASE_DOWN, call_answer_offline
+from calls.store.db import DATABASE_DOWN, Batched
+from calls.store.offline import call_answer_offline
 from calls.store.services import NoPersonaAvailable, calls_start
 from calls.webhooks.call_status import StatusEvent, call_status_record
 from calls.webhooks.relay_actions import SessionEnd, relay_action_twiml

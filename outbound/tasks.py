@@ -7,7 +7,8 @@ import logging
 from celery import shared_task
 from django.db import connections
 
-from calls.tasks import DATABASE_ERRORS, PUBLISH_RETRY_POLICY
+from calls.store.db import DATABASE_DOWN
+from calls.tasks import PUBLISH_RETRY_POLICY
 from outbound import delivery, sweep
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def deliver_webhook(self, delivery_id: int) -> str:
     attempts."""
     try:
         attempted = delivery.delivery_attempt(delivery_id)
-    except DATABASE_ERRORS as exc:
+    except DATABASE_DOWN as exc:
         # The row says nothing new: the retry (or the sweep, once the claim expires) tries again.
         connections.close_all()
         logger.warning("webhook delivery %s: database error (%s), retried", delivery_id, exc)

@@ -45,9 +45,9 @@ from calls.engine.tool_loop import ToolLoop
 from calls.engine.tools import END_CALL, SWITCH_LANGUAGE, TERMINAL, TRANSFER, tool_record, tools_for
 from calls.metadata import HANDOFF_ARGUMENTS, ErrorSource, Handoff
 from calls.models import Call, Turn
-from calls.store.db import Batched
+from calls.store.db import DATABASE_DOWN, Batched
 from calls.store.lifecycle import SOCKET
-from calls.store.offline import DATABASE_DOWN, call_row_ensure, session_start_offline
+from calls.store.offline import call_row_ensure, session_start_offline
 from calls.store.recorder import CallRecorder
 from calls.store.services import relay_sessions_start
 
@@ -248,34 +248,34 @@ class Conversation:
 
     async def close(self) -> None:
         """The socket is gone: abort, store what was sent, mark the call ended, stop every task."""
-        async with self._lock:
-            if self.closed:
-                return
-            self.closed = True
-            await self.timers.cancel_all()
-            self._drop_pending_end("the call ended first")
-            await self._abort_generation(heard=None, reason="ended")
-            if self._recorder is None:
-                return
-            handover.release(self.call.call_sid, self)
-            await self._late_tools_settled()
-            self.recorder.end_call(SOCKET)
-            await self.recorder.close()
+        await self._stop("ended", "the call ended first")
 
     async def hand_over(self) -> None:
         """Another socket took the call over (a Twilio reconnect that overlapped this one): stop,
         store what was sent, flush the writes, and hang up this socket. The call goes on there,
         so it is not ended."""
+        if await self._stop("handed_over", "another socket took the call over"):
+            await self.output.hang_up()
+
+    async def _stop(self, reason: AbortReason, why: str) -> bool:
+        """Stop the conversation once; False when it was stopped already. Only an ended call waits
+        for its tools that cannot be cancelled: a hand-over would keep the new socket, and the
+        caller, waiting on them."""
         async with self._lock:
             if self.closed:
-                return
+                return False
             self.closed = True
             await self.timers.cancel_all()
-            self._drop_pending_end("another socket took the call over")
-            await self._abort_generation(heard=None, reason="handed_over")
+            self._drop_pending_end(why)
+            await self._abort_generation(heard=None, reason=reason)
+            if self._recorder is None:
+                return True
             handover.release(self.call.call_sid, self)
+            if reason == "ended":
+                await self._late_tools_settled()
+                self.recorder.end_call(SOCKET)
             await self.recorder.close()
-        await self.output.hang_up()
+            return True
 
     # --- turn taking ----------------------------------------------------------------------
     async def _answer(self, text: str) -> None:

@@ -54,10 +54,6 @@ def release(call_sid: str, holder: Holder) -> None:
         del _live[call_sid]
 
 
-def held_here(call_sid: str) -> bool:
-    return call_sid in _live
-
-
 def holder(call_sid: str) -> Holder | None:
     """The conversation live on the call in this process, if any (the agent socket reads its history)."""
     return _live.get(call_sid)

@@ -31,7 +31,8 @@ from calls.media.vad import BatchedVad, TurnDetector, TurnEvent, VadStream
 from calls.media.wire import Start
 from calls.metadata import Handoff
 from calls.models import Call
-from calls.store.offline import DATABASE_DOWN, answered_offline
+from calls.store.db import DATABASE_DOWN, in_db_thread
+from calls.store.offline import answered_offline
 
 logger = logging.getLogger(__name__)
 
@@ -405,9 +406,13 @@ async def _call_is_ours(start: Start) -> bool:
     try:
         exists = (
             call_id.isdigit()
-            and await Call.objects.filter(
-                pk=int(call_id), call_sid=start.call.call_sid, ended_at__isnull=True
-            ).aexists()
+            # Through in_db_thread: a connection a database restart dropped is replaced, not taken
+            # for an outage that would skip this check.
+            and await in_db_thread(
+                Call.objects.filter(
+                    pk=int(call_id), call_sid=start.call.call_sid, ended_at__isnull=True
+                ).exists
+            )
         )
     except DATABASE_DOWN:
         # Nothing to check against: a signed stream naming a call id goes on rather than failing

@@ -22,11 +22,15 @@ from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError, connection, connections, models, router
 from django.db.models.options import Options
 
+# What a database that cannot be reached raises (also a dropped connection, before `reconnecting`
+# has tried a new one).
+DATABASE_DOWN = (InterfaceError, OperationalError)
+
 
 def reconnecting[**P, R](fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     try:
         return fn(*args, **kwargs)
-    except (InterfaceError, OperationalError):
+    except DATABASE_DOWN:
         if connection.in_atomic_block:
             raise
         connection.close()  # a dropped connection (server restart, idle timeout): one retry

@@ -13,19 +13,16 @@ import logging
 from collections import OrderedDict
 
 from asgiref.sync import sync_to_async
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from agents import directory
 from calls.engine.events import CallStart, IncomingCall
 from calls.models import Call, Turn
 from calls.store.recorder import CallRecorder
-from calls.store.services import RelaySession, StartedCall, _described, persona_for_number
+from calls.store.services import RelaySession, StartedCall, _new_call
 
 logger = logging.getLogger(__name__)
-
-# What a database that cannot be reached raises (after calls.store.db's one reconnect).
-DATABASE_DOWN = (InterfaceError, OperationalError)
 
 ANSWERED_KEPT = 10_000  # calls answered while the database was away, awaiting their sockets
 
@@ -36,10 +33,7 @@ async def call_answer_offline(incoming: IncomingCall) -> StartedCall:
     """Answer a call without the database: an unsaved call routed from memory, stored (with its
     greeting as turn 0) once the database is back. Raises NoPersonaAvailable, or the database
     error when no persona for the number was ever loaded by this process."""
-    entry = await _entry_for(incoming.to_number)
-    call = Call(
-        call_sid=incoming.call_sid, persona=entry.persona, started_at=timezone.now(), **_described(incoming)
-    )
+    call, entry = await _call_for(incoming)
     _answered[call.call_sid] = call
     while len(_answered) > ANSWERED_KEPT:
         _answered.popitem(last=False)
@@ -48,12 +42,14 @@ async def call_answer_offline(incoming: IncomingCall) -> StartedCall:
     return StartedCall(call, entry.switchable)
 
 
-async def _entry_for(number: str) -> directory.PersonaEntry:
-    """The persona for `number` as the directory last loaded it. On a thread: the directory tries
-    the database first, and serves what it kept when that fails."""
+async def _call_for(incoming: IncomingCall) -> tuple[Call, directory.PersonaEntry]:
+    """An unsaved call for `incoming`, routed as the voice webhook routes it, with its persona's
+    entry as the directory last loaded it. On a thread: the directory tries the database first
+    (a sync ORM call), and serves what it kept when that fails."""
 
-    def route() -> directory.PersonaEntry:
-        return directory.persona_entry(persona_for_number(number).pk)
+    def route() -> tuple[Call, directory.PersonaEntry]:
+        call = _new_call(incoming, timezone.now())
+        return call, directory.persona_entry(call.persona_id)
 
     return await sync_to_async(route, thread_sensitive=False)()
 
@@ -73,12 +69,12 @@ async def session_start_offline(start: CallStart) -> RelaySession:
         )
     call = _answered.pop(start.call_sid, None)
     if call is None:
-        persona = persona_for_number(start.to_number)
-        call = Call(call_sid=start.call_sid, persona=persona, started_at=timezone.now(), **_described(start))
+        call, entry = await _call_for(start)
         logger.warning(
             "call %s: session bound without the database, for a call answered elsewhere", call.call_sid
         )
-    entry = directory.persona_entry(call.persona_id)
+    else:
+        entry = await sync_to_async(directory.persona_entry, thread_sensitive=False)(call.persona_id)
     call.persona = entry.persona
     call.session_id = start.session_id
     call.status = Call.Status.IN_PROGRESS

@@ -26,12 +26,12 @@ from typing import Any, Literal, overload
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from calls.metadata import EngineError, Handoff
 from calls.models import Call, Turn
-from calls.store.db import drain_task, reconnecting
+from calls.store.db import DATABASE_DOWN, drain_task, reconnecting
 from calls.store.lifecycle import calls_ended
 
 logger = logging.getLogger(__name__)
@@ -184,11 +184,6 @@ class CallWrites:
             writes = cls._per_loop[loop] = cls()
         return writes
 
-    @property
-    def waiting(self) -> int:
-        """Writes queued and not yet applied."""
-        return len(self._pending)
-
     def submit(self, op: _Op) -> None:
         if len(self._pending) >= settings.RELAY_WRITE_QUEUE_LIMIT and not isinstance(op, _Applied):
             self.dropped += 1
@@ -264,7 +259,7 @@ def _attempt[**P, R](fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R
     write waits); with it reachable, the write itself failed and the error is raised."""
     try:
         return reconnecting(fn, *args, **kwargs)
-    except (InterfaceError, OperationalError) as exc:
+    except DATABASE_DOWN as exc:
         if not _database_reachable():
             raise DatabaseUnavailable(str(exc)) from exc
         raise

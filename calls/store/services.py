@@ -7,14 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import InterfaceError, OperationalError, models, transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from agents import directory
 from agents.models import Persona, PersonaLanguage
 from calls.engine.events import CallStart, IncomingCall
 from calls.models import Call, Turn
-from calls.store.db import save_each
+from calls.store.db import DATABASE_DOWN, save_each
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _together_else_alone[T, R](
     runs them all again. `what` names the work in the log, with %s for the count."""
     try:
         return apply(items)
-    except (InterfaceError, OperationalError):
+    except DATABASE_DOWN:
         raise
     except Exception:
         logger.exception("%s at once failed; %s them one by one", what % len(items), what.split()[0])

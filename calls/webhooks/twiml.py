@@ -57,7 +57,7 @@ def connect_stream_twiml(*, call: Call, persona: Persona) -> str:
     connect = response.connect(action=public_url("/twilio/stream-action/"))
     stream = connect.stream(url=media_websocket_url())
     # Identifiers only: customParameters travel in clear text. The socket serves only the call
-    # that `call_id` names (calls/media/session.py: _check_call).
+    # that `call_id` names (calls/media/session.py: _call_is_ours).
     stream.parameter(name="call_id", value=str(call.pk or ""))  # none yet while the database is away
     stream.parameter(name="persona_id", value=str(persona.pk))
     return str(response)
