@@ -90,6 +90,8 @@ async def test_a_live_call_keeps_every_turn_through_an_outage(
     await client.reply()
     await client.prompt("Three?")
     await client.reply()
+    # The turns' writes met the outage (they were tried, and refused) before it ends.
+    await eventually(lambda: database_outage.refused > 0)
     database_outage.restore()
     await client.hang_up()
 

@@ -75,7 +75,7 @@ def test_many_ending_calls_are_summarised_one_at_a_time_on_one_thread(demo, runs
 
 
 def test_a_call_past_the_lanes_bound_stays_queued_and_its_sweep_writes_it(
-    demo, runs, default_persona, settings, monkeypatch
+    demo, runs, default_persona, settings, monkeypatch, caplog
 ):
     settings.SUMMARY_STALE_AFTER_SECONDS = 0.5
     monkeypatch.setattr(summary_requests._embedded, "maxsize", 1)
@@ -94,6 +94,10 @@ def test_a_call_past_the_lanes_bound_stays_queued_and_its_sweep_writes_it(
     monkeypatch.setattr(summary_requests, "_run_eagerly", run)
     second, third = ended_calls(default_persona, 2)  # one waits in the lane; no room for the third
     assert summaries([third]) == [(Call.SummaryStatus.QUEUED, "")]
+    refused = [r.getMessage() for r in caplog.records if "stays queued for the sweep" in r.getMessage()]
+    assert refused == [
+        f"summary of call {third.pk}: summary-embedded has 1 waiting; it stays queued for the sweep"
+    ]
     go_on.set()
 
     wait_until(
