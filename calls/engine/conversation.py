@@ -59,6 +59,10 @@ Producer = Callable[[ReplyStream], Awaitable[list[ToolCall]]]
 
 
 class ConversationOutput(Protocol):
+    # The transport cuts the reply into phrases itself (Media Streams' speaker, for its voice):
+    # the engine then sends tokens as they come, or each phrase would wait for the next.
+    chunks_phrases: bool
+
     async def send_token(self, token: str, last: bool) -> None: ...
     async def send_language(self, code: str) -> None: ...
     async def send_end(self, handoff_data: str) -> None: ...
@@ -377,7 +381,7 @@ class Conversation:
         marker = MarkerDetector(self.persona.end_call_marker) if self.persona.end_call_marker else None
         filters: list[SpeechFilter] = [marker] if marker else []
         filters.append(SpeechCleaner(allow_ssml=self.persona.allow_ssml))
-        if self.persona.speech_chunking == Persona.Chunking.PHRASE:
+        if self.persona.speech_chunking == Persona.Chunking.PHRASE and not self.output.chunks_phrases:
             filters.append(PhraseChunker("phrase"))
         # Tokens go straight to the transport's send_token: one coroutine fewer on every token.
         reply = ReplyStream(partial(self.output.send_token, last=False), SpeechPipeline(*filters))

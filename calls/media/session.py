@@ -44,6 +44,8 @@ END_PLAYBACK_TIMEOUT = 15.0  # seconds to let a goodbye finish playing before th
 class MediaCall:
     """The transport side of one stream; its `conversation` is the engine every transport shares."""
 
+    chunks_phrases = True  # the speaker cuts phrases for the voice (calls/media/speaker.py)
+
     def __init__(
         self, send: Callable[[str], Awaitable[None]], hang_up: Callable[[], Awaitable[None]]
     ) -> None:

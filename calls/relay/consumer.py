@@ -27,6 +27,7 @@ class RelayConsumer(TwilioSocketConsumer):
     label = "relay"
     binding_frame = CallStart
     binding_kind = "setup"
+    chunks_phrases = False  # Twilio speaks what it is sent: the persona's chunking applies
 
     def opened(self) -> None:
         self.conversation = Conversation(self)
